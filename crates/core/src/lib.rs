@@ -1,1 +1,29 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod cluster;
+pub mod connector;
+mod error;
+pub mod registry;
+pub mod step;
+mod step_operator;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use cluster::{BearerToken, ClusterConnection, TokenSource};
+pub use connector::{ConnectorConfig, ServiceConnector};
+pub use error::{Error, ErrorKind, Result};
+pub use registry::{
+    AutoConfigureRequest, ConnectorFlavor, FlavorInfo, FlavorKind, Registry, StepOperatorContext,
+    StepOperatorFlavor,
+};
+pub use step::{
+    FailureReason, LogLine, ResourceSettings, StepFailure, StepHandle, StepLaunch, StepOutcome,
+    StepStatus,
+};
+pub use step_operator::{LogStream, StepOperator};
+
+/// Re-exported so flavors use the same secret types as the contracts.
+pub use secrecy;
+/// Re-exported so flavors use the same `kube` version as the contracts.
+pub use kube;

@@ -1,0 +1,9 @@
+//! What a step is, how it is handed to a step operator and what comes back.
+
+mod handle;
+mod launch;
+mod outcome;
+
+pub use handle::StepHandle;
+pub use launch::{ResourceSettings, StepLaunch};
+pub use outcome::{FailureReason, LogLine, StepFailure, StepOutcome, StepStatus};

@@ -1,0 +1,347 @@
+//! Kubernetes rules checked on typed settings (after the structural walk).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{
+    Affinity, NodeSelectorRequirement, ResourceRequirements, Toleration, Volume,
+};
+
+use crate::error::{IssueKind, Path, ValidationReport};
+use crate::pod_settings::KubernetesPodSettings;
+use crate::quantity::parse_quantity;
+use crate::step_operator::KubernetesStepOperatorSettings;
+use crate::validate::k8s_names::{
+    check_dns1123_label, check_dns1123_subdomain, check_label_value, check_qualified_name,
+};
+
+/// Label keys that stepstack sets on every Job and pod.
+pub const RESERVED_LABEL_KEYS: [&str; 5] = [
+    "pipeline",
+    "run",
+    "step",
+    "stepstack.dev/step-run-id",
+    "app.kubernetes.io/managed-by",
+];
+
+/// Label-key prefix reserved for stepstack.
+pub const RESERVED_LABEL_PREFIX: &str = "stepstack.dev/";
+
+/// Whether `key` is a label key that users may not set.
+pub fn is_reserved_label_key(key: &str) -> bool {
+    RESERVED_LABEL_KEYS.contains(&key) || key.starts_with(RESERVED_LABEL_PREFIX)
+}
+
+pub(crate) fn check_settings(s: &KubernetesStepOperatorSettings, path: &Path, r: &mut ValidationReport) {
+    if let Some(ps) = &s.pod_settings {
+        check_pod_settings(ps, &path.key("pod_settings"), r);
+    }
+    if let Some(sa) = &s.service_account_name
+        && let Err(e) = check_dns1123_subdomain(sa)
+    {
+        r.push(path.key("service_account_name").to_string(), IssueKind::InvalidValue, e);
+    }
+    if let Some(ttl) = s.ttl_seconds_after_finished
+        && i32::try_from(ttl).is_err()
+    {
+        r.push(
+            path.key("ttl_seconds_after_finished").to_string(),
+            IssueKind::InvalidValue,
+            format!("must be at most {}", i32::MAX),
+        );
+    }
+    if s.api_request_timeout == Some(0) {
+        r.push(
+            path.key("api_request_timeout").to_string(),
+            IssueKind::InvalidValue,
+            "must be at least 1 second",
+        );
+    }
+    if s.retry.backoff < 1.0 || !s.retry.backoff.is_finite() {
+        r.push(
+            path.key("retry").key("backoff").to_string(),
+            IssueKind::InvalidValue,
+            "must be a finite number of at least 1",
+        );
+    }
+    for field in crate::step_operator::DEPRECATED_FIELDS {
+        let set = match field {
+            "pod_startup_timeout" => s.pod_startup_timeout.is_some(),
+            "pod_failure_max_retries" => s.pod_failure_max_retries.is_some(),
+            "pod_failure_retry_delay" => s.pod_failure_retry_delay.is_some(),
+            _ => s.pod_failure_backoff.is_some(),
+        };
+        if set {
+            tracing::warn!(
+                path = %path.key(field),
+                "`{field}` is deprecated and has no effect; use scheduling_timeout, startup_timeout, retry or infrastructure_retry"
+            );
+        }
+    }
+}
+
+pub(crate) fn check_pod_settings(ps: &KubernetesPodSettings, path: &Path, r: &mut ValidationReport) {
+    check_label_map(&ps.node_selectors, &path.key("node_selectors"), false, r);
+    check_label_map(&ps.labels, &path.key("labels"), true, r);
+    for key in ps.annotations.keys() {
+        if let Err(e) = check_qualified_name(key) {
+            r.push(path.key("annotations").key(key).to_string(), IssueKind::InvalidValue, format!("invalid annotation key: {e}"));
+        }
+    }
+    if let Some(affinity) = &ps.affinity {
+        check_affinity(affinity, &path.key("affinity"), r);
+    }
+    for (i, t) in ps.tolerations.iter().enumerate() {
+        check_toleration(t, &path.key("tolerations").index(i), r);
+    }
+    if let Some(res) = &ps.resources {
+        check_resources(res, &path.key("resources"), r);
+    }
+    let declared = check_volumes(&ps.volumes, &path.key("volumes"), r);
+    let mut mount_paths = BTreeSet::new();
+    for (i, m) in ps.volume_mounts.iter().enumerate() {
+        let p = path.key("volume_mounts").index(i);
+        if !m.name.is_empty() && !declared.contains(m.name.as_str()) {
+            let known = if declared.is_empty() {
+                "no volumes are declared in pod_settings.volumes".to_string()
+            } else {
+                format!(
+                    "declared volumes: {}",
+                    declared.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            };
+            r.push(
+                p.key("name").to_string(),
+                IssueKind::InvalidValue,
+                format!("volume mount names no declared volume `{}`; {known}", m.name),
+            );
+        }
+        if m.mount_path.is_empty() {
+            r.push(p.key("mountPath").to_string(), IssueKind::InvalidValue, "must not be empty");
+        } else if !mount_paths.insert(m.mount_path.as_str()) {
+            r.push(
+                p.key("mountPath").to_string(),
+                IssueKind::InvalidValue,
+                format!("`{}` is mounted twice", m.mount_path),
+            );
+        }
+    }
+    for (i, name) in ps.image_pull_secrets.iter().enumerate() {
+        if let Err(e) = check_dns1123_subdomain(name) {
+            r.push(path.key("image_pull_secrets").index(i).to_string(), IssueKind::InvalidValue, format!("invalid secret name: {e}"));
+        }
+    }
+    if let Some(s) = &ps.scheduler_name
+        && let Err(e) = check_dns1123_subdomain(s)
+    {
+        r.push(path.key("scheduler_name").to_string(), IssueKind::InvalidValue, e);
+    }
+    for (i, env) in ps.env.iter().enumerate() {
+        let p = path.key("env").index(i);
+        if env.name.is_empty() || env.name.contains('=') {
+            r.push(p.key("name").to_string(), IssueKind::InvalidValue, "must be a non-empty name without '='");
+        }
+        if env.value.is_some() && env.value_from.is_some() {
+            r.push(p.to_string(), IssueKind::InvalidValue, "set either value or valueFrom, not both");
+        }
+    }
+    for (i, source) in ps.env_from.iter().enumerate() {
+        let p = path.key("env_from").index(i);
+        match (&source.config_map_ref, &source.secret_ref) {
+            (Some(_), Some(_)) => r.push(p.to_string(), IssueKind::InvalidValue, "set either configMapRef or secretRef, not both"),
+            (None, None) => r.push(p.to_string(), IssueKind::InvalidValue, "set configMapRef or secretRef"),
+            _ => {}
+        }
+    }
+}
+
+fn check_label_map(map: &BTreeMap<String, String>, path: &Path, reserved: bool, r: &mut ValidationReport) {
+    for (key, value) in map {
+        let p = path.key(key);
+        if reserved && is_reserved_label_key(key) {
+            r.push(
+                p.to_string(),
+                IssueKind::ReservedLabel,
+                format!("label key `{key}` is reserved by stepstack (it identifies the step's Jobs and pods); choose another key"),
+            );
+            continue;
+        }
+        if let Err(e) = check_qualified_name(key) {
+            r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid label key: {e}"));
+        }
+        if let Err(e) = check_label_value(value) {
+            r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid label value `{value}`: {e}"));
+        }
+    }
+}
+
+fn check_affinity(a: &Affinity, path: &Path, r: &mut ValidationReport) {
+    let Some(node) = &a.node_affinity else { return };
+    let p = path.key("nodeAffinity");
+    if let Some(required) = &node.required_during_scheduling_ignored_during_execution {
+        let p = p.key("requiredDuringSchedulingIgnoredDuringExecution");
+        if required.node_selector_terms.is_empty() {
+            r.push(p.key("nodeSelectorTerms").to_string(), IssueKind::InvalidValue, "must have at least one term");
+        }
+        for (i, term) in required.node_selector_terms.iter().enumerate() {
+            let tp = p.key("nodeSelectorTerms").index(i);
+            for (j, req) in term.match_expressions.iter().flatten().enumerate() {
+                check_node_requirement(req, &tp.key("matchExpressions").index(j), r);
+            }
+        }
+    }
+    if let Some(preferred) = &node.preferred_during_scheduling_ignored_during_execution {
+        let p = p.key("preferredDuringSchedulingIgnoredDuringExecution");
+        for (i, term) in preferred.iter().enumerate() {
+            let tp = p.index(i);
+            if !(1..=100).contains(&term.weight) {
+                r.push(tp.key("weight").to_string(), IssueKind::InvalidValue, "must be between 1 and 100");
+            }
+            for (j, req) in term.preference.match_expressions.iter().flatten().enumerate() {
+                check_node_requirement(req, &tp.key("preference").key("matchExpressions").index(j), r);
+            }
+        }
+    }
+}
+
+fn check_node_requirement(req: &NodeSelectorRequirement, path: &Path, r: &mut ValidationReport) {
+    if let Err(e) = check_qualified_name(&req.key) {
+        r.push(path.key("key").to_string(), IssueKind::InvalidValue, format!("invalid label key: {e}"));
+    }
+    let n = req.values.as_ref().map_or(0, Vec::len);
+    let problem = match req.operator.as_str() {
+        "In" | "NotIn" if n == 0 => Some("must have at least one value for operator In or NotIn"),
+        "Exists" | "DoesNotExist" if n > 0 => Some("must be empty for operator Exists or DoesNotExist"),
+        "Gt" | "Lt" if n != 1 => Some("must have exactly one integer value for operator Gt or Lt"),
+        "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => None,
+        _ => {
+            r.push(
+                path.key("operator").to_string(),
+                IssueKind::InvalidValue,
+                format!("invalid operator `{}`, expected one of In, NotIn, Exists, DoesNotExist, Gt, Lt", req.operator),
+            );
+            None
+        }
+    };
+    if let Some(problem) = problem {
+        r.push(path.key("values").to_string(), IssueKind::InvalidValue, problem);
+    }
+}
+
+fn check_toleration(t: &Toleration, path: &Path, r: &mut ValidationReport) {
+    let key = t.key.as_deref().unwrap_or("");
+    let operator = t.operator.as_deref().unwrap_or("Equal");
+    if !key.is_empty()
+        && let Err(e) = check_qualified_name(key)
+    {
+        r.push(path.key("key").to_string(), IssueKind::InvalidValue, format!("invalid taint key: {e}"));
+    }
+    if key.is_empty() && operator != "Exists" {
+        r.push(path.key("operator").to_string(), IssueKind::InvalidValue, "must be Exists when key is empty");
+    }
+    if operator == "Exists" && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+        r.push(path.key("value").to_string(), IssueKind::InvalidValue, "must be empty when operator is Exists");
+    }
+    if operator == "Equal"
+        && let Some(v) = &t.value
+        && let Err(e) = check_label_value(v)
+    {
+        r.push(path.key("value").to_string(), IssueKind::InvalidValue, e);
+    }
+    if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
+        r.push(
+            path.key("tolerationSeconds").to_string(),
+            IssueKind::InvalidValue,
+            "only allowed with effect NoExecute",
+        );
+    }
+}
+
+/// Whether a resource name is an extended resource (e.g. `nvidia.com/gpu`).
+fn is_extended(name: &str) -> bool {
+    name.contains('/') && !name.starts_with("kubernetes.io/") && !name.contains(".kubernetes.io/")
+}
+
+pub(crate) fn check_resources(res: &ResourceRequirements, path: &Path, r: &mut ValidationReport) {
+    let mut parsed: [BTreeMap<&str, f64>; 2] = [BTreeMap::new(), BTreeMap::new()];
+    for (slot, (field, map)) in [("requests", &res.requests), ("limits", &res.limits)].into_iter().enumerate() {
+        for (name, q) in map.iter().flatten() {
+            let p = path.key(field).key(name);
+            if let Err(e) = check_qualified_name(name) {
+                r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid resource name: {e}"));
+                continue;
+            }
+            match parse_quantity(&q.0) {
+                Err(e) => r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid quantity `{}`: {e}", q.0)),
+                Ok(v) if v.value() < 0.0 => r.push(p.to_string(), IssueKind::InvalidValue, format!("must not be negative, found `{}`", q.0)),
+                Ok(v) if is_extended(name) && v.value().fract() != 0.0 => r.push(
+                    p.to_string(),
+                    IssueKind::InvalidValue,
+                    format!("extended resource `{name}` must be a whole number, found `{}`", q.0),
+                ),
+                Ok(v) => {
+                    parsed[slot].insert(name.as_str(), v.value());
+                }
+            }
+        }
+    }
+    let [requests, limits] = parsed;
+    for (name, request) in &requests {
+        let Some(limit) = limits.get(name) else { continue };
+        let req_s = &res.requests.as_ref().map(|m| m[*name].0.clone()).unwrap_or_default();
+        let lim_s = &res.limits.as_ref().map(|m| m[*name].0.clone()).unwrap_or_default();
+        if is_extended(name) && request != limit {
+            r.push(
+                path.key("requests").key(name).to_string(),
+                IssueKind::InvalidValue,
+                format!("extended resource `{name}` request {req_s} must equal its limit {lim_s}"),
+            );
+        } else if request > limit {
+            r.push(
+                path.key("requests").key(name).to_string(),
+                IssueKind::InvalidValue,
+                format!("request {req_s} is above the limit {lim_s}; lower the request or raise the limit"),
+            );
+        }
+    }
+}
+
+fn check_volumes<'a>(volumes: &'a [Volume], path: &Path, r: &mut ValidationReport) -> BTreeSet<&'a str> {
+    let mut names = BTreeSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let p = path.index(i);
+        if let Err(e) = check_dns1123_label(&v.name) {
+            r.push(p.key("name").to_string(), IssueKind::InvalidValue, format!("invalid volume name: {e}"));
+        }
+        if !names.insert(v.name.as_str()) {
+            r.push(p.key("name").to_string(), IssueKind::InvalidValue, format!("volume `{}` is declared twice", v.name));
+        }
+        let sources = serde_json::to_value(v)
+            .ok()
+            .and_then(|j| j.as_object().map(|o| o.keys().filter(|k| *k != "name").cloned().collect::<Vec<_>>()))
+            .unwrap_or_default();
+        if sources.len() > 1 {
+            r.push(
+                p.to_string(),
+                IssueKind::InvalidValue,
+                format!("a volume has exactly one source, found {}", sources.join(", ")),
+            );
+        }
+        if let Some(pvc) = &v.persistent_volume_claim
+            && let Err(e) = check_dns1123_subdomain(&pvc.claim_name)
+        {
+            r.push(p.key("persistentVolumeClaim").key("claimName").to_string(), IssueKind::InvalidValue, e);
+        }
+        if let Some(cm) = &v.config_map
+            && let Err(e) = check_dns1123_subdomain(&cm.name)
+        {
+            r.push(p.key("configMap").key("name").to_string(), IssueKind::InvalidValue, e);
+        }
+        if let Some(secret) = &v.secret
+            && let Some(name) = &secret.secret_name
+            && let Err(e) = check_dns1123_subdomain(name)
+        {
+            r.push(p.key("secret").key("secretName").to_string(), IssueKind::InvalidValue, e);
+        }
+    }
+    names
+}
