@@ -15,13 +15,31 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     crate::codegen::run(sh, true)?;
 
     step("clippy");
-    cmd!(sh, "{cargo} clippy --workspace --all-targets --locked -- -D warnings").run()?;
+    cmd!(
+        sh,
+        "{cargo} clippy --workspace --all-targets --locked -- -D warnings"
+    )
+    .run()?;
 
     step("tests");
-    if cmd!(sh, "{cargo} nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
-        cmd!(sh, "{cargo} nextest run --workspace --locked --no-fail-fast").run()?;
+    if cmd!(sh, "{cargo} nextest --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+    {
+        cmd!(
+            sh,
+            "{cargo} nextest run --workspace --locked --no-fail-fast"
+        )
+        .run()?;
     } else {
-        cmd!(sh, "{cargo} test --workspace --locked --no-fail-fast --lib --bins --tests").run()?;
+        cmd!(
+            sh,
+            "{cargo} test --workspace --locked --no-fail-fast --lib --bins --tests"
+        )
+        .run()?;
     }
 
     step("doc tests");

@@ -35,7 +35,8 @@ fn ensure_file_contents(path: &Path, contents: &str, check: bool) -> anyhow::Res
         return Ok(true);
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
     #[allow(clippy::print_stderr)]
@@ -58,9 +59,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-codegen-{}", std::process::id()));
         let path = dir.join("schema.json");
         assert!(!ensure_file_contents(&path, "{}\n", false).unwrap());
-        assert!(!ensure_file_contents(&path, "{}\n", true).unwrap(), "fresh file is not stale");
-        assert!(ensure_file_contents(&path, "{\"a\":1}\n", true).unwrap(), "changed contents are stale");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n", "check mode never writes");
+        assert!(
+            !ensure_file_contents(&path, "{}\n", true).unwrap(),
+            "fresh file is not stale"
+        );
+        assert!(
+            ensure_file_contents(&path, "{\"a\":1}\n", true).unwrap(),
+            "changed contents are stale"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{}\n",
+            "check mode never writes"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -51,9 +51,15 @@ fn check_crate(root: &Path, manifest: &Path, problems: &mut Vec<String>) -> anyh
         problems.push(format!("{rel}/Cargo.toml: add `[lints] workspace = true`"));
     }
     if !text.contains("edition.workspace = true") {
-        problems.push(format!("{rel}/Cargo.toml: inherit the edition with `edition.workspace = true`"));
+        problems.push(format!(
+            "{rel}/Cargo.toml: inherit the edition with `edition.workspace = true`"
+        ));
     }
-    if rel != "crates/cli" && text.lines().any(|l| l.contains("k8s-openapi") && l.contains("\"v1_")) {
+    if rel != "crates/cli"
+        && text
+            .lines()
+            .any(|l| l.contains("k8s-openapi") && l.contains("\"v1_"))
+    {
         problems.push(format!(
             "{rel}/Cargo.toml: only crates/cli picks a k8s-openapi version feature; libraries use K8S_OPENAPI_ENABLED_VERSION"
         ));
@@ -61,7 +67,9 @@ fn check_crate(root: &Path, manifest: &Path, problems: &mut Vec<String>) -> anyh
     let lib = dir.join("src/lib.rs");
     if lib.exists() {
         if !dir.join("README.md").exists() {
-            problems.push(format!("{rel}: add a README.md; it is the crate documentation"));
+            problems.push(format!(
+                "{rel}: add a README.md; it is the crate documentation"
+            ));
         }
         let lib_text = std::fs::read_to_string(&lib)?;
         if !lib_text.starts_with("#![doc = include_str!(\"../README.md\")]") {
@@ -74,13 +82,22 @@ fn check_crate(root: &Path, manifest: &Path, problems: &mut Vec<String>) -> anyh
 }
 
 fn check_rust_file(root: &Path, file: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
-    let rel = file.strip_prefix(root).unwrap_or(file).display().to_string();
+    let rel = file
+        .strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string();
     let text = std::fs::read_to_string(file)?;
     // Spelled in two pieces so this file does not trip its own rule.
-    let forbidden = [concat!("env::", "set_var("), concat!("env::", "remove_var(")];
+    let forbidden = [
+        concat!("env::", "set_var("),
+        concat!("env::", "remove_var("),
+    ];
     for pattern in forbidden {
         if text.contains(pattern) {
-            problems.push(format!("{rel}: `{pattern}…)` races with parallel tests; inject the environment instead"));
+            problems.push(format!(
+                "{rel}: `{pattern}…)` races with parallel tests; inject the environment instead"
+            ));
         }
     }
     if text.contains(concat!("unsafe", " {")) {
@@ -95,7 +112,10 @@ fn rust_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if path.is_dir() {
                 if !name.starts_with('.') && name != "target" {
                     dirs.push(path);

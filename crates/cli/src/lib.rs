@@ -1,1 +1,103 @@
 #![doc = include_str!("../README.md")]
+// The CLI is the one place that prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod commands;
+mod exit;
+mod freeform;
+mod output;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+use stepstack_core::{Registry, Result};
+
+pub use exit::Exit;
+
+/// Runs `stepstack` with the built-in flavors plus whatever `configure` registers, and
+/// returns the process exit code (see [`Exit`]).
+///
+/// A third party ships its own binary with its flavors next to the built-ins:
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     stepstack_cli::main_with(|registry| {
+///         // my_flavor::register(registry)
+///         let _ = registry;
+///         Ok(())
+///     })
+/// }
+/// ```
+pub fn main_with(configure: impl FnOnce(&mut Registry) -> Result<()>) -> ExitCode {
+    let registry = match builtin_registry().and_then(|mut registry| {
+        configure(&mut registry)?;
+        Ok(registry)
+    }) {
+        Ok(registry) => registry,
+        Err(e) => {
+            eprintln!("error: could not register flavors: {e}");
+            return Exit::Internal.into();
+        }
+    };
+    run(&registry, std::env::args_os().collect())
+}
+
+/// A registry with every built-in flavor.
+pub fn builtin_registry() -> Result<Registry> {
+    let registry = Registry::new();
+    Ok(registry)
+}
+
+/// Parses `args` (program name first) and runs the command; returns the exit code.
+pub fn run(registry: &Registry, args: Vec<OsString>) -> ExitCode {
+    let command = commands::Cli::command();
+    let (args, free_form) = match freeform::split(&command, args) {
+        Ok(split) => split,
+        Err(e) => return report(e),
+    };
+    let matches = match command.try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Ok.into()
+                }
+                _ => Exit::Usage.into(),
+            };
+        }
+    };
+    let cli = match commands::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return Exit::Usage.into();
+        }
+    };
+    init_tracing(cli.global.verbose);
+    match commands::dispatch(cli, registry, free_form) {
+        Ok(exit) => exit.into(),
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: exit::CliError) -> ExitCode {
+    eprintln!("error: {:#}", e.error);
+    e.exit.into()
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,stepstack=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEPSTACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

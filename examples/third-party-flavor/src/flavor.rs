@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use stepstack_core::{Error, ErrorKind, Result, StepOperator, StepOperatorContext, StepOperatorFlavor};
+use stepstack_core::{
+    Error, ErrorKind, Result, StepOperator, StepOperatorContext, StepOperatorFlavor,
+};
 
 use crate::LocalProcessOperator;
 
@@ -46,13 +48,21 @@ impl StepOperatorFlavor for LocalProcessFlavor {
             )
             .with_context("flavor", "local-process")
         })?;
-        serde_json::to_value(parsed)
-            .map_err(|e| Error::new(ErrorKind::Internal, "could not serialize the configuration").with_source(e))
+        serde_json::to_value(parsed).map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not serialize the configuration").with_source(e)
+        })
     }
 
-    fn build(&self, config: &serde_json::Value, context: StepOperatorContext) -> Result<Arc<dyn StepOperator>> {
+    fn build(
+        &self,
+        config: &serde_json::Value,
+        context: StepOperatorContext,
+    ) -> Result<Arc<dyn StepOperator>> {
         let config: LocalProcessConfig = serde_json::from_value(self.validate_config(config)?)
-            .map_err(|e| Error::new(ErrorKind::Internal, "validated configuration did not parse").with_source(e))?;
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, "validated configuration did not parse")
+                    .with_source(e)
+            })?;
         let state_dir = config
             .state_dir
             .or(context.state_dir)

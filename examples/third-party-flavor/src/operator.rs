@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use stepstack_core::{
-    Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure, StepHandle, StepLaunch,
-    StepOperator, StepOutcome, StepStatus,
+    Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure, StepHandle,
+    StepLaunch, StepOperator, StepOutcome, StepStatus,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -59,14 +59,20 @@ impl StepOperator for LocalProcessOperator {
 
     async fn submit(&self, launch: StepLaunch) -> Result<StepHandle> {
         let step_dir = self.state_dir.join(&launch.step_run_id);
-        std::fs::create_dir_all(&step_dir).map_err(|e| io_error("create the step directory", &step_dir, e))?;
+        std::fs::create_dir_all(&step_dir)
+            .map_err(|e| io_error("create the step directory", &step_dir, e))?;
         let log_path = step_dir.join("log");
-        let log = std::fs::File::create(&log_path).map_err(|e| io_error("create the log file", &log_path, e))?;
-        let stderr = log.try_clone().map_err(|e| io_error("open the log file", &log_path, e))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| io_error("create the log file", &log_path, e))?;
+        let stderr = log
+            .try_clone()
+            .map_err(|e| io_error("open the log file", &log_path, e))?;
 
         let Some((program, rest)) = launch.command.split_first() else {
-            return Err(Error::new(ErrorKind::InvalidSettings, "the step has no command to run")
-                .with_context("step", launch.step_name.clone()));
+            return Err(
+                Error::new(ErrorKind::InvalidSettings, "the step has no command to run")
+                    .with_context("step", launch.step_name.clone()),
+            );
         };
         let mut command = tokio::process::Command::new(program);
         command
@@ -92,15 +98,19 @@ impl StepOperator for LocalProcessOperator {
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let (outcome_tx, outcome_rx) = watch::channel(None);
         tokio::spawn(supervise(child, cancel_rx, outcome_tx, step_dir.clone()));
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            launch.step_run_id.clone(),
-            RunningStep {
-                cancel: Some(cancel_tx),
-                outcome: outcome_rx,
-            },
-        );
-        let data = serde_json::to_value(HandleData { step_dir })
-            .map_err(|e| Error::new(ErrorKind::Internal, "could not serialize the handle").with_source(e))?;
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                launch.step_run_id.clone(),
+                RunningStep {
+                    cancel: Some(cancel_tx),
+                    outcome: outcome_rx,
+                },
+            );
+        let data = serde_json::to_value(HandleData { step_dir }).map_err(|e| {
+            Error::new(ErrorKind::Internal, "could not serialize the handle").with_source(e)
+        })?;
         Ok(StepHandle::new(FLAVOR, &launch, data))
     }
 
@@ -137,7 +147,9 @@ impl StepOperator for LocalProcessOperator {
     async fn cancel(&self, handle: &StepHandle) -> Result<()> {
         let cancel = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            running.get_mut(&handle.step_run_id).and_then(|r| r.cancel.take())
+            running
+                .get_mut(&handle.step_run_id)
+                .and_then(|r| r.cancel.take())
         };
         if let Some(cancel) = cancel {
             // The supervisor may have finished already; then there is nothing to stop.

@@ -31,7 +31,10 @@ fn unknown_configuration_keys_are_rejected() {
         .validate_config(&serde_json::json!({"state_dri": "/tmp"}))
         .unwrap_err();
     assert_eq!(err.kind(), stepstack_core::ErrorKind::InvalidSettings);
-    assert!(err.to_string().contains("unknown field `state_dri`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown field `state_dri`"),
+        "{err}"
+    );
 }
 
 #[test]

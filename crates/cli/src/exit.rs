@@ -1,0 +1,90 @@
+//! Exit codes and the error type that carries one.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use stepstack_core::ErrorKind;
+
+/// The documented exit codes of `stepstack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success.
+    Ok = 0,
+    /// 1: a step ran and failed (or was cancelled).
+    StepFailed = 1,
+    /// 2: bad usage, invalid settings or configuration, unknown names.
+    Usage = 2,
+    /// 3: the cluster or cloud could not be reached, or refused the credentials.
+    Connection = 3,
+    /// 4: an internal error; please report it.
+    Internal = 4,
+}
+
+impl Exit {
+    /// The exit code for an error of `kind`.
+    pub fn for_kind(kind: ErrorKind) -> Exit {
+        match kind {
+            ErrorKind::InvalidSettings
+            | ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::Unsupported => Exit::Usage,
+            ErrorKind::Unauthenticated
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Unavailable
+            | ErrorKind::Timeout => Exit::Connection,
+            ErrorKind::Cancelled => Exit::StepFailed,
+            _ => Exit::Internal,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// An error that ends the command with a specific exit code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    /// The exit code.
+    pub(crate) exit: Exit,
+    /// What went wrong and what to do.
+    pub(crate) error: anyhow::Error,
+}
+
+impl CliError {
+    /// An error with exit code `exit`.
+    pub(crate) fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
+        CliError {
+            exit,
+            error: error.into(),
+        }
+    }
+
+    /// A usage or settings error (exit code 2).
+    pub(crate) fn usage(message: impl fmt::Display) -> Self {
+        CliError::new(Exit::Usage, anyhow::anyhow!("{message}"))
+    }
+}
+
+impl From<stepstack_core::Error> for CliError {
+    fn from(error: stepstack_core::Error) -> Self {
+        CliError::new(Exit::for_kind(error.kind()), error)
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> Self {
+        // A core error anywhere in the chain decides the code; anything else is internal.
+        let exit = error
+            .chain()
+            .find_map(|e| e.downcast_ref::<stepstack_core::Error>())
+            .map(|e| Exit::for_kind(e.kind()))
+            .unwrap_or(Exit::Internal);
+        CliError { exit, error }
+    }
+}
+
+/// The result of a command.
+pub(crate) type CliResult<T = ()> = Result<T, CliError>;
