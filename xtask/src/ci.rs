@@ -22,6 +22,8 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     .run()?;
 
     step("tests");
+    // The end-to-end tests run the real `stepstack` binary.
+    cmd!(sh, "{cargo} build -p stepstack-cli --bins --locked").run()?;
     if cmd!(sh, "{cargo} nextest --version")
         .quiet()
         .ignore_stdout()
