@@ -43,7 +43,7 @@ impl fmt::Display for Issue {
 /// All problems found in a settings document (never just the first one).
 #[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
 pub struct ValidationReport {
-    /// The problems, in document order.
+    /// The problems: structural ones (unknown keys, types) first, then Kubernetes rules.
     pub issues: Vec<Issue>,
 }
 
@@ -153,10 +153,17 @@ mod tests {
     fn paths_render_like_the_docs() {
         let p = Path::new("steps.trainer.settings.step_operator");
         assert_eq!(
-            p.key("pod_settings").key("tolerations").index(1).key("effect").as_str(),
+            p.key("pod_settings")
+                .key("tolerations")
+                .index(1)
+                .key("effect")
+                .as_str(),
             "steps.trainer.settings.step_operator.pod_settings.tolerations[1].effect"
         );
-        assert_eq!(Path::new("").key("labels").key("a.b/c").as_str(), "labels[\"a.b/c\"]");
+        assert_eq!(
+            Path::new("").key("labels").key("a.b/c").as_str(),
+            "labels[\"a.b/c\"]"
+        );
         assert!(is_under("a.b[1].c", "a.b"));
         assert!(is_under("a.b", "a.b"));
         assert!(!is_under("a.bc", "a.b"));

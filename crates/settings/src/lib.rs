@@ -13,8 +13,10 @@ mod step_operator;
 mod validate;
 
 pub use error::{Issue, IssueKind, ValidationReport};
-pub use layers::{EffectiveSettings, Layer, LayerSource, OverrideError, SettingsLayers, parse_override};
-pub use load::{LoadError, LoadedDocument, load_file, load_str};
+pub use layers::{
+    EffectiveSettings, Layer, LayerSource, OverrideError, SettingsLayers, parse_override,
+};
+pub use load::{LoadError, LoadedDocument, StepDocument, env_overrides, load_file, load_str};
 pub use manifest::{
     MAIN_CONTAINER, MAIN_PORT, ManifestError, ManifestInput, SecretEnvRef, build_headless_service,
     build_job, job_labels,
@@ -30,9 +32,9 @@ pub use resources::{
 };
 pub use schema::{config_schema, schemas, settings_schema};
 pub use step_operator::{
-    DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS, DEFAULT_NAMESPACE, DEPRECATED_FIELDS,
-    InfrastructureRetryBudget, KubernetesStepOperatorConfig, KubernetesStepOperatorSettings,
-    LogOptions, OnInterrupt, StepRetryPolicy,
+    CONFIG_ONLY_FIELDS, DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS, DEFAULT_NAMESPACE,
+    DEPRECATED_FIELDS, InfrastructureRetryBudget, KubernetesStepOperatorConfig,
+    KubernetesStepOperatorSettings, LogOptions, OnInterrupt, StepRetryPolicy,
 };
 pub use validate::{
     RESERVED_LABEL_KEYS, RESERVED_LABEL_PREFIX, is_reserved_label_key, parse_config,

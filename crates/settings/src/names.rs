@@ -137,7 +137,11 @@ pub fn job_name(
     let multi = pod_count > 1;
     if multi {
         max_total = max_multi_pod_len(pod_count);
-        if !readable.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        if !readable
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+        {
             readable.insert(0, 'j');
         }
     }
@@ -171,7 +175,10 @@ mod tests {
         );
         assert_eq!(sanitize_label("---"), "");
         assert_eq!(sanitize_label(&"a".repeat(70)).len(), 63);
-        assert_eq!(sanitize_label(&format!("{}-b", "a".repeat(62))), "a".repeat(62));
+        assert_eq!(
+            sanitize_label(&format!("{}-b", "a".repeat(62))),
+            "a".repeat(62)
+        );
     }
 
     #[test]
@@ -207,7 +214,14 @@ mod tests {
         let hash = step_run_hash("sr-1", 0);
         assert!(a.ends_with(&hash));
 
-        let long = job_name(Some(&"P".repeat(80)), "Train Model!", "My Pipeline", "x", 0, 1);
+        let long = job_name(
+            Some(&"P".repeat(80)),
+            "Train Model!",
+            "My Pipeline",
+            "x",
+            0,
+            1,
+        );
         assert_eq!(long.len(), 63);
         assert!(long.ends_with(&step_run_hash("x", 0)));
 

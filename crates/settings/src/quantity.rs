@@ -54,7 +54,9 @@ pub fn parse_quantity(s: &str) -> Result<ParsedQuantity, QuantityError> {
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(err("must start with a number"));
     }
-    let base: f64 = number.parse().map_err(|_| err("must start with a number"))?;
+    let base: f64 = number
+        .parse()
+        .map_err(|_| err("must start with a number"))?;
     let multiplier = match suffix {
         "" => 1.0,
         "Ki" => 1024f64,
@@ -77,9 +79,7 @@ pub fn parse_quantity(s: &str) -> Result<ParsedQuantity, QuantityError> {
                 .strip_prefix('e')
                 .or_else(|| other.strip_prefix('E'))
                 .ok_or_else(|| err(UNIT_HELP))?;
-            let digits = exponent
-                .strip_prefix(['+', '-'])
-                .unwrap_or(exponent);
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err(UNIT_HELP));
             }
@@ -87,11 +87,15 @@ pub fn parse_quantity(s: &str) -> Result<ParsedQuantity, QuantityError> {
             10f64.powi(exp)
         }
     };
-    Ok(ParsedQuantity(sign * base * multiplier))
+    let value = sign * base * multiplier;
+    // Kubernetes caps quantities at 2^63-1 (in their base unit).
+    if !value.is_finite() || value.abs() > i64::MAX as f64 {
+        return Err(err("is too large (at most 2^63-1)"));
+    }
+    Ok(ParsedQuantity(value))
 }
 
-const UNIT_HELP: &str =
-    "has an unknown unit; use one of n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent such as 1e3";
+const UNIT_HELP: &str = "has an unknown unit; use one of n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent such as 1e3";
 
 /// Renders a YAML/JSON number as a quantity string (`2` → `"2"`, `0.5` → `"0.5"`).
 pub fn number_to_quantity(n: &serde_json::Number) -> String {
@@ -164,7 +168,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        for s in ["", "Gi", "1GB", "1 Gi", "abc", "1..2", "1e", "1ee3", "--1", "."] {
+        for s in [
+            "", "Gi", "1GB", "1 Gi", "abc", "1..2", "1e", "1ee3", "--1", ".", "1e400", "9Ei",
+        ] {
             assert!(parse_quantity(s).is_err(), "{s}");
         }
         assert_eq!(parse_quantity("4GB").unwrap_err().to_string(), UNIT_HELP);

@@ -78,7 +78,7 @@ pub enum ResourceError {
 
 fn cpu_quantity(cores: f64) -> String {
     let millis = (cores * 1000.0).round() as u64;
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -208,7 +208,10 @@ mod tests {
         let err = settings
             .apply_to(&mut ResourceRequirements::default())
             .unwrap_err();
-        assert!(err.to_string().starts_with("resources.memory: `lots`"), "{err}");
+        assert!(
+            err.to_string().starts_with("resources.memory: `lots`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -32,18 +32,12 @@ pub const QUANTITY_PATTERN: &str =
 
 /// The JSON Schema of [`KubernetesStepOperatorSettings`].
 pub fn settings_schema() -> Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| strict_schema_for::<KubernetesStepOperatorSettings>())
-        .clone()
+    settings_schema_ref().clone()
 }
 
 /// The JSON Schema of [`KubernetesStepOperatorConfig`].
 pub fn config_schema() -> Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| strict_schema_for::<KubernetesStepOperatorConfig>())
-        .clone()
+    config_schema_ref().clone()
 }
 
 /// The schemas and the file names `cargo xtask codegen` writes them to under `schemas/`.
@@ -54,21 +48,39 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// Renders a schema the way it is committed (pretty JSON with a trailing newline).
+/// Renders a schema the way it is committed: pretty JSON, object keys sorted (so the
+/// output does not depend on serde_json's `preserve_order` feature being unified in by
+/// another crate), with a trailing newline.
 pub fn render_schema(schema: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(schema).unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&sorted(schema)).unwrap_or_default();
     s.push('\n');
     s
 }
 
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 pub(crate) fn settings_schema_ref() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(settings_schema)
+    SCHEMA.get_or_init(strict_schema_for::<KubernetesStepOperatorSettings>)
 }
 
 pub(crate) fn config_schema_ref() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(config_schema)
+    SCHEMA.get_or_init(strict_schema_for::<KubernetesStepOperatorConfig>)
 }
 
 /// A strict schema of any JSON-schema type, e.g. a k8s-openapi `Job` (used by tests to
@@ -147,7 +159,8 @@ fn patch_defs(defs: &mut Map<String, Value>) {
         .and_then(|p| p.get("properties"))
         .and_then(Value::as_object)
         .cloned();
-    if let (Some(props), Some(pod_settings)) = (pod_spec_props, defs.get_mut("KubernetesPodSettings"))
+    if let (Some(props), Some(pod_settings)) =
+        (pod_spec_props, defs.get_mut("KubernetesPodSettings"))
         && let Some(slot) = pod_settings.pointer_mut("/properties/additional_pod_spec_args")
     {
         let description = slot.get("description").cloned().unwrap_or(Value::Null);
@@ -174,7 +187,8 @@ pub(crate) fn camel_to_snake(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 4);
     for (i, &c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
             let prev_upper = i > 0 && chars[i - 1].is_ascii_uppercase();
             if i > 0 && (prev_lower || (prev_upper && next_lower)) {

@@ -251,4 +251,5 @@ impl Default for KubernetesStepOperatorConfig {
 }
 
 /// The component-only keys of [`KubernetesStepOperatorConfig`].
-pub const CONFIG_ONLY_FIELDS: [&str; 3] = ["kubernetes_namespace", "incluster", "kubernetes_context"];
+pub const CONFIG_ONLY_FIELDS: [&str; 3] =
+    ["kubernetes_namespace", "incluster", "kubernetes_context"];

@@ -68,7 +68,10 @@ pub(crate) fn check_qualified_name(s: &str) -> Result<(), String> {
         return Err("name part must not be empty".into());
     }
     if name.len() > 63 {
-        return Err(format!("name part must be at most 63 characters, found {}", name.len()));
+        return Err(format!(
+            "name part must be at most 63 characters, found {}",
+            name.len()
+        ));
     }
     if !is_name_part(name) {
         return Err(format!(

@@ -44,7 +44,12 @@ pub(crate) fn check_structure(value: &mut Value, schema: &Value, prefix: &str) -
 
 /// Renames snake_case `additional_pod_spec_args` keys to their camelCase `PodSpec`
 /// names and drops `null` values (ZenML skips them).
-pub(crate) fn normalize_pod_spec_args(pod_settings: &mut Value, path: &Path, schema: &Value, report: &mut ValidationReport) {
+pub(crate) fn normalize_pod_spec_args(
+    pod_settings: &mut Value,
+    path: &Path,
+    schema: &Value,
+    report: &mut ValidationReport,
+) {
     let Some(args) = pod_settings
         .get_mut("additional_pod_spec_args")
         .and_then(Value::as_object_mut)
@@ -52,7 +57,10 @@ pub(crate) fn normalize_pod_spec_args(pod_settings: &mut Value, path: &Path, sch
         return;
     };
     let known = schema
-        .pointer(&format!("/$defs/{}/properties", POD_SPEC_DEF.replace('~', "~0").replace('/', "~1")))
+        .pointer(&format!(
+            "/$defs/{}/properties",
+            POD_SPEC_DEF.replace('~', "~0").replace('/', "~1")
+        ))
         .and_then(Value::as_object);
     let old = std::mem::take(args);
     let mut renamed = Map::new();
@@ -79,7 +87,11 @@ pub(crate) fn normalize_pod_spec_args(pod_settings: &mut Value, path: &Path, sch
     *args = renamed;
 }
 
-fn deserialize<T: DeserializeOwned>(value: Value, prefix: &str, report: &mut ValidationReport) -> Option<T> {
+fn deserialize<T: DeserializeOwned>(
+    value: Value,
+    prefix: &str,
+    report: &mut ValidationReport,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -95,7 +107,11 @@ fn deserialize<T: DeserializeOwned>(value: Value, prefix: &str, report: &mut Val
     }
 }
 
-fn finish(mut report: ValidationReport, poisoned: &[String], semantic: ValidationReport) -> Result<(), ValidationReport> {
+fn finish(
+    mut report: ValidationReport,
+    poisoned: &[String],
+    semantic: ValidationReport,
+) -> Result<(), ValidationReport> {
     report.issues.extend(
         semantic
             .issues
@@ -122,9 +138,15 @@ fn finish(mut report: ValidationReport, poisoned: &[String], semantic: Validatio
 ///      unknown field, did you mean tolerationSeconds?"
 /// );
 /// ```
-pub fn parse_settings(value: &Value, prefix: &str) -> Result<KubernetesStepOperatorSettings, ValidationReport> {
+pub fn parse_settings(
+    value: &Value,
+    prefix: &str,
+) -> Result<KubernetesStepOperatorSettings, ValidationReport> {
     let mut value = value.clone();
-    let Structural { mut report, poisoned } = check_structure(&mut value, settings_schema_ref(), prefix);
+    let Structural {
+        mut report,
+        poisoned,
+    } = check_structure(&mut value, settings_schema_ref(), prefix);
     let typed: Option<KubernetesStepOperatorSettings> = deserialize(value, prefix, &mut report);
     let mut semantic = ValidationReport::default();
     if let Some(s) = &typed {
@@ -136,15 +158,25 @@ pub fn parse_settings(value: &Value, prefix: &str) -> Result<KubernetesStepOpera
 
 /// Parses and strictly validates a component configuration document (settings fields
 /// plus `kubernetes_namespace`, `incluster`, `kubernetes_context`).
-pub fn parse_config(value: &Value, prefix: &str) -> Result<KubernetesStepOperatorConfig, ValidationReport> {
+pub fn parse_config(
+    value: &Value,
+    prefix: &str,
+) -> Result<KubernetesStepOperatorConfig, ValidationReport> {
     let mut value = value.clone();
-    let Structural { mut report, poisoned } = check_structure(&mut value, config_schema_ref(), prefix);
+    let Structural {
+        mut report,
+        poisoned,
+    } = check_structure(&mut value, config_schema_ref(), prefix);
     let typed: Option<KubernetesStepOperatorConfig> = deserialize(value, prefix, &mut report);
     let mut semantic = ValidationReport::default();
     if let Some(c) = &typed {
         let path = Path::new(prefix);
         if let Err(e) = k8s_names::check_dns1123_label(&c.kubernetes_namespace) {
-            semantic.push(path.key("kubernetes_namespace").to_string(), IssueKind::InvalidValue, e);
+            semantic.push(
+                path.key("kubernetes_namespace").to_string(),
+                IssueKind::InvalidValue,
+                e,
+            );
         }
         rules::check_settings(&c.settings, &path, &mut semantic);
     }
@@ -154,7 +186,10 @@ pub fn parse_config(value: &Value, prefix: &str) -> Result<KubernetesStepOperato
 
 /// Parses and validates ZenML-style resource settings (`cpu_count`, `gpu_count`,
 /// `memory`, `gpu_vendor`).
-pub fn parse_resource_settings(value: &Value, prefix: &str) -> Result<ResourceSettings, ValidationReport> {
+pub fn parse_resource_settings(
+    value: &Value,
+    prefix: &str,
+) -> Result<ResourceSettings, ValidationReport> {
     static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     let schema = SCHEMA.get_or_init(crate::schema::strict_schema_for::<ResourceSettings>);
     let mut value = value.clone();
@@ -165,7 +200,11 @@ pub fn parse_resource_settings(value: &Value, prefix: &str) -> Result<ResourceSe
     if let Some(memory) = typed.as_ref().and_then(|t| t.memory.as_deref())
         && let Err(e) = crate::quantity::memory_to_quantity(memory)
     {
-        report.push(Path::new(prefix).key("memory").to_string(), IssueKind::InvalidValue, format!("invalid memory `{memory}`: {e}"));
+        report.push(
+            Path::new(prefix).key("memory").to_string(),
+            IssueKind::InvalidValue,
+            format!("invalid memory `{memory}`: {e}"),
+        );
     }
     report.into_result()?;
     typed.ok_or_default()

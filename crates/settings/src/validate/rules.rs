@@ -31,14 +31,22 @@ pub fn is_reserved_label_key(key: &str) -> bool {
     RESERVED_LABEL_KEYS.contains(&key) || key.starts_with(RESERVED_LABEL_PREFIX)
 }
 
-pub(crate) fn check_settings(s: &KubernetesStepOperatorSettings, path: &Path, r: &mut ValidationReport) {
+pub(crate) fn check_settings(
+    s: &KubernetesStepOperatorSettings,
+    path: &Path,
+    r: &mut ValidationReport,
+) {
     if let Some(ps) = &s.pod_settings {
         check_pod_settings(ps, &path.key("pod_settings"), r);
     }
     if let Some(sa) = &s.service_account_name
         && let Err(e) = check_dns1123_subdomain(sa)
     {
-        r.push(path.key("service_account_name").to_string(), IssueKind::InvalidValue, e);
+        r.push(
+            path.key("service_account_name").to_string(),
+            IssueKind::InvalidValue,
+            e,
+        );
     }
     if let Some(ttl) = s.ttl_seconds_after_finished
         && i32::try_from(ttl).is_err()
@@ -79,12 +87,20 @@ pub(crate) fn check_settings(s: &KubernetesStepOperatorSettings, path: &Path, r:
     }
 }
 
-pub(crate) fn check_pod_settings(ps: &KubernetesPodSettings, path: &Path, r: &mut ValidationReport) {
+pub(crate) fn check_pod_settings(
+    ps: &KubernetesPodSettings,
+    path: &Path,
+    r: &mut ValidationReport,
+) {
     check_label_map(&ps.node_selectors, &path.key("node_selectors"), false, r);
     check_label_map(&ps.labels, &path.key("labels"), true, r);
     for key in ps.annotations.keys() {
         if let Err(e) = check_qualified_name(key) {
-            r.push(path.key("annotations").key(key).to_string(), IssueKind::InvalidValue, format!("invalid annotation key: {e}"));
+            r.push(
+                path.key("annotations").key(key).to_string(),
+                IssueKind::InvalidValue,
+                format!("invalid annotation key: {e}"),
+            );
         }
     }
     if let Some(affinity) = &ps.affinity {
@@ -112,11 +128,18 @@ pub(crate) fn check_pod_settings(ps: &KubernetesPodSettings, path: &Path, r: &mu
             r.push(
                 p.key("name").to_string(),
                 IssueKind::InvalidValue,
-                format!("volume mount names no declared volume `{}`; {known}", m.name),
+                format!(
+                    "volume mount names no declared volume `{}`; {known}",
+                    m.name
+                ),
             );
         }
         if m.mount_path.is_empty() {
-            r.push(p.key("mountPath").to_string(), IssueKind::InvalidValue, "must not be empty");
+            r.push(
+                p.key("mountPath").to_string(),
+                IssueKind::InvalidValue,
+                "must not be empty",
+            );
         } else if !mount_paths.insert(m.mount_path.as_str()) {
             r.push(
                 p.key("mountPath").to_string(),
@@ -127,34 +150,63 @@ pub(crate) fn check_pod_settings(ps: &KubernetesPodSettings, path: &Path, r: &mu
     }
     for (i, name) in ps.image_pull_secrets.iter().enumerate() {
         if let Err(e) = check_dns1123_subdomain(name) {
-            r.push(path.key("image_pull_secrets").index(i).to_string(), IssueKind::InvalidValue, format!("invalid secret name: {e}"));
+            r.push(
+                path.key("image_pull_secrets").index(i).to_string(),
+                IssueKind::InvalidValue,
+                format!("invalid secret name: {e}"),
+            );
         }
     }
     if let Some(s) = &ps.scheduler_name
         && let Err(e) = check_dns1123_subdomain(s)
     {
-        r.push(path.key("scheduler_name").to_string(), IssueKind::InvalidValue, e);
+        r.push(
+            path.key("scheduler_name").to_string(),
+            IssueKind::InvalidValue,
+            e,
+        );
     }
     for (i, env) in ps.env.iter().enumerate() {
         let p = path.key("env").index(i);
         if env.name.is_empty() || env.name.contains('=') {
-            r.push(p.key("name").to_string(), IssueKind::InvalidValue, "must be a non-empty name without '='");
+            r.push(
+                p.key("name").to_string(),
+                IssueKind::InvalidValue,
+                "must be a non-empty name without '='",
+            );
         }
         if env.value.is_some() && env.value_from.is_some() {
-            r.push(p.to_string(), IssueKind::InvalidValue, "set either value or valueFrom, not both");
+            r.push(
+                p.to_string(),
+                IssueKind::InvalidValue,
+                "set either value or valueFrom, not both",
+            );
         }
     }
     for (i, source) in ps.env_from.iter().enumerate() {
         let p = path.key("env_from").index(i);
         match (&source.config_map_ref, &source.secret_ref) {
-            (Some(_), Some(_)) => r.push(p.to_string(), IssueKind::InvalidValue, "set either configMapRef or secretRef, not both"),
-            (None, None) => r.push(p.to_string(), IssueKind::InvalidValue, "set configMapRef or secretRef"),
+            (Some(_), Some(_)) => r.push(
+                p.to_string(),
+                IssueKind::InvalidValue,
+                "set either configMapRef or secretRef, not both",
+            ),
+            (None, None) => r.push(
+                p.to_string(),
+                IssueKind::InvalidValue,
+                "set configMapRef or secretRef",
+            ),
             _ => {}
         }
     }
 }
 
-fn check_label_map(map: &BTreeMap<String, String>, path: &Path, reserved: bool, r: &mut ValidationReport) {
+fn check_label_map(
+    map: &BTreeMap<String, String>,
+    path: &Path,
+    reserved: bool,
+    r: &mut ValidationReport,
+) {
     for (key, value) in map {
         let p = path.key(key);
         if reserved && is_reserved_label_key(key) {
@@ -166,10 +218,18 @@ fn check_label_map(map: &BTreeMap<String, String>, path: &Path, reserved: bool, 
             continue;
         }
         if let Err(e) = check_qualified_name(key) {
-            r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid label key: {e}"));
+            r.push(
+                p.to_string(),
+                IssueKind::InvalidValue,
+                format!("invalid label key: {e}"),
+            );
         }
         if let Err(e) = check_label_value(value) {
-            r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid label value `{value}`: {e}"));
+            r.push(
+                p.to_string(),
+                IssueKind::InvalidValue,
+                format!("invalid label value `{value}`: {e}"),
+            );
         }
     }
 }
@@ -180,7 +240,11 @@ fn check_affinity(a: &Affinity, path: &Path, r: &mut ValidationReport) {
     if let Some(required) = &node.required_during_scheduling_ignored_during_execution {
         let p = p.key("requiredDuringSchedulingIgnoredDuringExecution");
         if required.node_selector_terms.is_empty() {
-            r.push(p.key("nodeSelectorTerms").to_string(), IssueKind::InvalidValue, "must have at least one term");
+            r.push(
+                p.key("nodeSelectorTerms").to_string(),
+                IssueKind::InvalidValue,
+                "must have at least one term",
+            );
         }
         for (i, term) in required.node_selector_terms.iter().enumerate() {
             let tp = p.key("nodeSelectorTerms").index(i);
@@ -194,10 +258,24 @@ fn check_affinity(a: &Affinity, path: &Path, r: &mut ValidationReport) {
         for (i, term) in preferred.iter().enumerate() {
             let tp = p.index(i);
             if !(1..=100).contains(&term.weight) {
-                r.push(tp.key("weight").to_string(), IssueKind::InvalidValue, "must be between 1 and 100");
+                r.push(
+                    tp.key("weight").to_string(),
+                    IssueKind::InvalidValue,
+                    "must be between 1 and 100",
+                );
             }
-            for (j, req) in term.preference.match_expressions.iter().flatten().enumerate() {
-                check_node_requirement(req, &tp.key("preference").key("matchExpressions").index(j), r);
+            for (j, req) in term
+                .preference
+                .match_expressions
+                .iter()
+                .flatten()
+                .enumerate()
+            {
+                check_node_requirement(
+                    req,
+                    &tp.key("preference").key("matchExpressions").index(j),
+                    r,
+                );
             }
         }
     }
@@ -205,12 +283,18 @@ fn check_affinity(a: &Affinity, path: &Path, r: &mut ValidationReport) {
 
 fn check_node_requirement(req: &NodeSelectorRequirement, path: &Path, r: &mut ValidationReport) {
     if let Err(e) = check_qualified_name(&req.key) {
-        r.push(path.key("key").to_string(), IssueKind::InvalidValue, format!("invalid label key: {e}"));
+        r.push(
+            path.key("key").to_string(),
+            IssueKind::InvalidValue,
+            format!("invalid label key: {e}"),
+        );
     }
     let n = req.values.as_ref().map_or(0, Vec::len);
     let problem = match req.operator.as_str() {
         "In" | "NotIn" if n == 0 => Some("must have at least one value for operator In or NotIn"),
-        "Exists" | "DoesNotExist" if n > 0 => Some("must be empty for operator Exists or DoesNotExist"),
+        "Exists" | "DoesNotExist" if n > 0 => {
+            Some("must be empty for operator Exists or DoesNotExist")
+        }
         "Gt" | "Lt" if n != 1 => Some("must have exactly one integer value for operator Gt or Lt"),
         "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => None,
         _ => {
@@ -223,7 +307,11 @@ fn check_node_requirement(req: &NodeSelectorRequirement, path: &Path, r: &mut Va
         }
     };
     if let Some(problem) = problem {
-        r.push(path.key("values").to_string(), IssueKind::InvalidValue, problem);
+        r.push(
+            path.key("values").to_string(),
+            IssueKind::InvalidValue,
+            problem,
+        );
     }
 }
 
@@ -233,13 +321,25 @@ fn check_toleration(t: &Toleration, path: &Path, r: &mut ValidationReport) {
     if !key.is_empty()
         && let Err(e) = check_qualified_name(key)
     {
-        r.push(path.key("key").to_string(), IssueKind::InvalidValue, format!("invalid taint key: {e}"));
+        r.push(
+            path.key("key").to_string(),
+            IssueKind::InvalidValue,
+            format!("invalid taint key: {e}"),
+        );
     }
     if key.is_empty() && operator != "Exists" {
-        r.push(path.key("operator").to_string(), IssueKind::InvalidValue, "must be Exists when key is empty");
+        r.push(
+            path.key("operator").to_string(),
+            IssueKind::InvalidValue,
+            "must be Exists when key is empty",
+        );
     }
     if operator == "Exists" && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
-        r.push(path.key("value").to_string(), IssueKind::InvalidValue, "must be empty when operator is Exists");
+        r.push(
+            path.key("value").to_string(),
+            IssueKind::InvalidValue,
+            "must be empty when operator is Exists",
+        );
     }
     if operator == "Equal"
         && let Some(v) = &t.value
@@ -263,20 +363,38 @@ fn is_extended(name: &str) -> bool {
 
 pub(crate) fn check_resources(res: &ResourceRequirements, path: &Path, r: &mut ValidationReport) {
     let mut parsed: [BTreeMap<&str, f64>; 2] = [BTreeMap::new(), BTreeMap::new()];
-    for (slot, (field, map)) in [("requests", &res.requests), ("limits", &res.limits)].into_iter().enumerate() {
+    for (slot, (field, map)) in [("requests", &res.requests), ("limits", &res.limits)]
+        .into_iter()
+        .enumerate()
+    {
         for (name, q) in map.iter().flatten() {
             let p = path.key(field).key(name);
             if let Err(e) = check_qualified_name(name) {
-                r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid resource name: {e}"));
+                r.push(
+                    p.to_string(),
+                    IssueKind::InvalidValue,
+                    format!("invalid resource name: {e}"),
+                );
                 continue;
             }
             match parse_quantity(&q.0) {
-                Err(e) => r.push(p.to_string(), IssueKind::InvalidValue, format!("invalid quantity `{}`: {e}", q.0)),
-                Ok(v) if v.value() < 0.0 => r.push(p.to_string(), IssueKind::InvalidValue, format!("must not be negative, found `{}`", q.0)),
+                Err(e) => r.push(
+                    p.to_string(),
+                    IssueKind::InvalidValue,
+                    format!("invalid quantity `{}`: {e}", q.0),
+                ),
+                Ok(v) if v.value() < 0.0 => r.push(
+                    p.to_string(),
+                    IssueKind::InvalidValue,
+                    format!("must not be negative, found `{}`", q.0),
+                ),
                 Ok(v) if is_extended(name) && v.value().fract() != 0.0 => r.push(
                     p.to_string(),
                     IssueKind::InvalidValue,
-                    format!("extended resource `{name}` must be a whole number, found `{}`", q.0),
+                    format!(
+                        "extended resource `{name}` must be a whole number, found `{}`",
+                        q.0
+                    ),
                 ),
                 Ok(v) => {
                     parsed[slot].insert(name.as_str(), v.value());
@@ -286,9 +404,28 @@ pub(crate) fn check_resources(res: &ResourceRequirements, path: &Path, r: &mut V
     }
     let [requests, limits] = parsed;
     for (name, request) in &requests {
-        let Some(limit) = limits.get(name) else { continue };
-        let req_s = &res.requests.as_ref().map(|m| m[*name].0.clone()).unwrap_or_default();
-        let lim_s = &res.limits.as_ref().map(|m| m[*name].0.clone()).unwrap_or_default();
+        let Some(limit) = limits.get(name) else {
+            if is_extended(name) {
+                r.push(
+                    path.key("limits").key(name).to_string(),
+                    IssueKind::MissingField,
+                    format!(
+                        "extended resource `{name}` cannot be overcommitted: set its limit (equal to the request)"
+                    ),
+                );
+            }
+            continue;
+        };
+        let req_s = &res
+            .requests
+            .as_ref()
+            .map(|m| m[*name].0.clone())
+            .unwrap_or_default();
+        let lim_s = &res
+            .limits
+            .as_ref()
+            .map(|m| m[*name].0.clone())
+            .unwrap_or_default();
         if is_extended(name) && request != limit {
             r.push(
                 path.key("requests").key(name).to_string(),
@@ -305,42 +442,76 @@ pub(crate) fn check_resources(res: &ResourceRequirements, path: &Path, r: &mut V
     }
 }
 
-fn check_volumes<'a>(volumes: &'a [Volume], path: &Path, r: &mut ValidationReport) -> BTreeSet<&'a str> {
+fn check_volumes<'a>(
+    volumes: &'a [Volume],
+    path: &Path,
+    r: &mut ValidationReport,
+) -> BTreeSet<&'a str> {
     let mut names = BTreeSet::new();
     for (i, v) in volumes.iter().enumerate() {
         let p = path.index(i);
         if let Err(e) = check_dns1123_label(&v.name) {
-            r.push(p.key("name").to_string(), IssueKind::InvalidValue, format!("invalid volume name: {e}"));
+            r.push(
+                p.key("name").to_string(),
+                IssueKind::InvalidValue,
+                format!("invalid volume name: {e}"),
+            );
         }
         if !names.insert(v.name.as_str()) {
-            r.push(p.key("name").to_string(), IssueKind::InvalidValue, format!("volume `{}` is declared twice", v.name));
+            r.push(
+                p.key("name").to_string(),
+                IssueKind::InvalidValue,
+                format!("volume `{}` is declared twice", v.name),
+            );
         }
         let sources = serde_json::to_value(v)
             .ok()
-            .and_then(|j| j.as_object().map(|o| o.keys().filter(|k| *k != "name").cloned().collect::<Vec<_>>()))
+            .and_then(|j| {
+                j.as_object().map(|o| {
+                    o.keys()
+                        .filter(|k| *k != "name")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+            })
             .unwrap_or_default();
         if sources.len() > 1 {
             r.push(
                 p.to_string(),
                 IssueKind::InvalidValue,
-                format!("a volume has exactly one source, found {}", sources.join(", ")),
+                format!(
+                    "a volume has exactly one source, found {}",
+                    sources.join(", ")
+                ),
             );
         }
         if let Some(pvc) = &v.persistent_volume_claim
             && let Err(e) = check_dns1123_subdomain(&pvc.claim_name)
         {
-            r.push(p.key("persistentVolumeClaim").key("claimName").to_string(), IssueKind::InvalidValue, e);
+            r.push(
+                p.key("persistentVolumeClaim").key("claimName").to_string(),
+                IssueKind::InvalidValue,
+                e,
+            );
         }
         if let Some(cm) = &v.config_map
             && let Err(e) = check_dns1123_subdomain(&cm.name)
         {
-            r.push(p.key("configMap").key("name").to_string(), IssueKind::InvalidValue, e);
+            r.push(
+                p.key("configMap").key("name").to_string(),
+                IssueKind::InvalidValue,
+                e,
+            );
         }
         if let Some(secret) = &v.secret
             && let Some(name) = &secret.secret_name
             && let Err(e) = check_dns1123_subdomain(name)
         {
-            r.push(p.key("secret").key("secretName").to_string(), IssueKind::InvalidValue, e);
+            r.push(
+                p.key("secret").key("secretName").to_string(),
+                IssueKind::InvalidValue,
+                e,
+            );
         }
     }
     names

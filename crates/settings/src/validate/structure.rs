@@ -46,7 +46,11 @@ impl<'s> Walker<'s> {
                     Some(s) => schema = s,
                     None => return schema,
                 }
-            } else if let Some([only]) = schema.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+            } else if let Some([only]) = schema
+                .get("allOf")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+            {
                 schema = only;
             } else {
                 return schema;
@@ -55,9 +59,20 @@ impl<'s> Walker<'s> {
         schema
     }
 
-    pub(crate) fn walk(&mut self, schema: &'s Value, value: &mut Value, path: &Path, depth: usize, k8s: bool) {
+    pub(crate) fn walk(
+        &mut self,
+        schema: &'s Value,
+        value: &mut Value,
+        path: &Path,
+        depth: usize,
+        k8s: bool,
+    ) {
         if depth > MAX_DEPTH {
-            self.report.push(path.to_string(), IssueKind::InvalidValue, "nested too deeply");
+            self.report.push(
+                path.to_string(),
+                IssueKind::InvalidValue,
+                "nested too deeply",
+            );
             self.poison(path, value, &Value::Null);
             return;
         }
@@ -77,7 +92,11 @@ impl<'s> Walker<'s> {
         match schema {
             Value::Bool(true) => return,
             Value::Bool(false) => {
-                self.report.push(path.to_string(), IssueKind::UnknownField, "not allowed here");
+                self.report.push(
+                    path.to_string(),
+                    IssueKind::UnknownField,
+                    "not allowed here",
+                );
                 return;
             }
             _ => {}
@@ -96,7 +115,11 @@ impl<'s> Walker<'s> {
             self.report.push(
                 path.to_string(),
                 IssueKind::WrongType,
-                format!("expected {}, found {}", describe_types(types), kind_of(value)),
+                format!(
+                    "expected {}, found {}",
+                    describe_types(types),
+                    kind_of(value)
+                ),
             );
             self.poison(path, value, types);
             return;
@@ -104,13 +127,13 @@ impl<'s> Walker<'s> {
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
             && !allowed.contains(value)
         {
-            self.invalid_choice(path, value, allowed);
+            self.invalid_choice(path, value, allowed, !k8s);
             return;
         }
         if let Some(c) = schema.get("const")
             && c != value
         {
-            self.invalid_choice(path, value, std::slice::from_ref(c));
+            self.invalid_choice(path, value, std::slice::from_ref(c), !k8s);
             return;
         }
         if value.is_number() {
@@ -129,7 +152,14 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn walk_alternatives(&mut self, branches: &'s [Value], value: &mut Value, path: &Path, depth: usize, k8s: bool) {
+    fn walk_alternatives(
+        &mut self,
+        branches: &'s [Value],
+        value: &mut Value,
+        path: &Path,
+        depth: usize,
+        k8s: bool,
+    ) {
         let mut type_compatible = None;
         for branch in branches {
             let resolved = self.deref(branch);
@@ -169,7 +199,7 @@ impl<'s> Walker<'s> {
             .flatten()
             .collect();
         if !consts.is_empty() && consts.iter().any(|c| same_kind(c, value)) {
-            self.invalid_choice(path, value, &consts);
+            self.invalid_choice(path, value, &consts, true);
             return;
         }
         let mut expected: Vec<String> = Vec::new();
@@ -183,16 +213,31 @@ impl<'s> Walker<'s> {
                 expected.push(d);
             }
         }
-        let types = self.deref(&branches[0]).get("type").cloned().unwrap_or(Value::Null);
+        let types = self
+            .deref(&branches[0])
+            .get("type")
+            .cloned()
+            .unwrap_or(Value::Null);
         self.report.push(
             path.to_string(),
             IssueKind::WrongType,
-            format!("expected {}, found {}", expected.join(" or "), kind_of(value)),
+            format!(
+                "expected {}, found {}",
+                expected.join(" or "),
+                kind_of(value)
+            ),
         );
         self.poison(path, value, &types);
     }
 
-    fn walk_object(&mut self, schema: &'s Value, map: &mut Map<String, Value>, path: &Path, depth: usize, k8s: bool) {
+    fn walk_object(
+        &mut self,
+        schema: &'s Value,
+        map: &mut Map<String, Value>,
+        path: &Path,
+        depth: usize,
+        k8s: bool,
+    ) {
         let properties = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties");
         let keys: Vec<String> = map.keys().cloned().collect();
@@ -217,9 +262,12 @@ impl<'s> Walker<'s> {
                     let message = match did_you_mean(&key, &candidates) {
                         Some(s) => format!("unknown field, did you mean {s}?"),
                         None if candidates.is_empty() => "unknown field".to_string(),
-                        None => format!("unknown field, expected one of: {}", candidates.join(", ")),
+                        None => {
+                            format!("unknown field, expected one of: {}", candidates.join(", "))
+                        }
                     };
-                    self.report.push(child_path.to_string(), IssueKind::UnknownField, message);
+                    self.report
+                        .push(child_path.to_string(), IssueKind::UnknownField, message);
                     self.poisoned.push(child_path.to_string());
                     map.remove(&key);
                 }
@@ -272,7 +320,8 @@ impl<'s> Walker<'s> {
         } else {
             return;
         };
-        self.report.push(path.to_string(), IssueKind::InvalidValue, message);
+        self.report
+            .push(path.to_string(), IssueKind::InvalidValue, message);
         self.poisoned.push(path.to_string());
         let clamped = if x < min { min } else { max };
         *value = if value.is_f64() {
@@ -282,7 +331,7 @@ impl<'s> Walker<'s> {
         };
     }
 
-    fn invalid_choice(&mut self, path: &Path, value: &Value, allowed: &[Value]) {
+    fn invalid_choice(&mut self, path: &Path, value: &mut Value, allowed: &[Value], replace: bool) {
         let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
         let plain: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
         let hint = value
@@ -293,9 +342,17 @@ impl<'s> Walker<'s> {
         self.report.push(
             path.to_string(),
             IssueKind::InvalidValue,
-            format!("invalid value {value}, expected one of {}{hint}", names.join(", ")),
+            format!(
+                "invalid value {value}, expected one of {}{hint}",
+                names.join(", ")
+            ),
         );
         self.poisoned.push(path.to_string());
+        // Our own enums must stay deserializable; Kubernetes enums are plain strings and
+        // keep their value so that sibling rules do not see a made-up one.
+        if replace {
+            *value = allowed.first().cloned().unwrap_or(Value::Null);
+        }
     }
 
     fn poison(&mut self, path: &Path, value: &mut Value, expected: &Value) {
@@ -341,7 +398,11 @@ fn describe_types(types: &Value) -> String {
             other => other,
         })
         .collect();
-    if names.is_empty() { "null".into() } else { names.join(" or ") }
+    if names.is_empty() {
+        "null".into()
+    } else {
+        names.join(" or ")
+    }
 }
 
 fn kind_of(value: &Value) -> String {

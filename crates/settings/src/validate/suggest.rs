@@ -35,12 +35,21 @@ mod tests {
     #[test]
     fn suggestions() {
         let fields = ["tolerationSeconds", "key", "operator", "effect", "value"];
-        assert_eq!(did_you_mean("toleration_seconds", &fields), Some("tolerationSeconds"));
+        assert_eq!(
+            did_you_mean("toleration_seconds", &fields),
+            Some("tolerationSeconds")
+        );
         assert_eq!(did_you_mean("Operator", &fields), Some("operator"));
         assert_eq!(did_you_mean("efect", &fields), Some("effect"));
         assert_eq!(did_you_mean("completely_else", &fields), None);
         let settings = ["node_selectors", "tolerations", "affinity"];
-        assert_eq!(did_you_mean("node_selector", &settings), Some("node_selectors"));
-        assert_eq!(did_you_mean("nodeSelectors", &settings), Some("node_selectors"));
+        assert_eq!(
+            did_you_mean("node_selector", &settings),
+            Some("node_selectors")
+        );
+        assert_eq!(
+            did_you_mean("nodeSelectors", &settings),
+            Some("node_selectors")
+        );
     }
 }
