@@ -1,1 +1,22 @@
 #![doc = include_str!("../README.md")]
+
+mod config;
+mod connector;
+mod environment;
+mod error;
+mod in_cluster;
+mod kubeconfig;
+mod review;
+
+pub use config::{
+    ClientCertificateConfig, InClusterConfig, KubeconfigConfig, PasswordConfig, TokenConfig,
+};
+pub use connector::{
+    CONNECTOR_TYPE, KUBERNETES_CONTEXT, KubernetesConnector, KubernetesFlavor, connector_type_spec,
+};
+pub use environment::{DEFAULT_IN_CLUSTER_SERVER, DEFAULT_SERVICE_ACCOUNT_DIR, LocalEnvironment};
+
+/// Registers the `kubernetes` connector type, reading this process's environment.
+pub fn register(registry: &mut stepstack_core::Registry) -> stepstack_core::Result<()> {
+    registry.register_connector(KubernetesFlavor::new())
+}

@@ -1,9 +1,14 @@
 //! The `ServiceConnector` contract: turn stored credentials into access to a resource
 //! (here: a Kubernetes cluster), and say which resources they reach.
 
+mod cached;
 mod config;
+mod expiry;
+mod implicit;
 mod report;
 mod spec;
+mod validation;
+mod verify;
 
 use std::fmt;
 
@@ -12,6 +17,15 @@ use async_trait::async_trait;
 pub use config::ConnectorConfig;
 pub use report::{ResourceTypeResources, ResourcesReport};
 pub use spec::{AuthMethodSpec, ConnectorTypeSpec, ExpirationBounds, ResourceTypeSpec};
+
+pub use cached::{CachedConnection, Clock, derived_client_config};
+pub use expiry::{DEFAULT_EXPIRY_SKEW, check_not_expired, has_expired, skew_tolerance};
+pub use implicit::{IMPLICIT_AUTH_ENV, ImplicitAuthGate};
+pub use validation::{
+    ConnectorScope, PlainResourceIds, ResolvedResource, ResourceIds, ResourceRequest,
+    find_auth_method, find_resource_specifications, find_resource_type, validate_expiration,
+};
+pub use verify::{ResourceVerifier, verify_resources};
 
 use crate::{ClusterConnection, Result};
 
