@@ -45,7 +45,9 @@ pub fn main_with(configure: impl FnOnce(&mut Registry) -> Result<()>) -> ExitCod
 
 /// A registry with every built-in flavor.
 pub fn builtin_registry() -> Result<Registry> {
-    let registry = Registry::new();
+    let mut registry = Registry::new();
+    stepstack_k8s_operator::register(&mut registry)?;
+    stepstack_connector_kubernetes::register(&mut registry)?;
     Ok(registry)
 }
 
@@ -97,6 +99,7 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

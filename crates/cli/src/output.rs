@@ -24,8 +24,6 @@ pub(crate) enum OutputFormat {
 pub(crate) struct Printer {
     /// The chosen format.
     pub(crate) format: OutputFormat,
-    /// Whether secret values may be printed.
-    pub(crate) show_secrets: bool,
 }
 
 /// The text shown in place of a secret value.
@@ -38,6 +36,14 @@ impl Printer {
             write_out(&format!("{}\n", text.as_ref()))?;
         }
         Ok(())
+    }
+
+    /// Prints `data` as JSON or YAML; nothing in table format (the prose says it all).
+    pub(crate) fn structured<T: Serialize>(&self, data: &T) -> CliResult {
+        if self.format == OutputFormat::Table {
+            return Ok(());
+        }
+        self.data(data, comfy_table::Table::new)
     }
 
     /// Prints `data` as JSON or YAML, or as `table` in table format.

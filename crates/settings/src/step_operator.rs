@@ -60,11 +60,11 @@ pub struct KubernetesStepOperatorSettings {
     pub api_request_timeout: Option<u64>,
     /// Retries of a failed Kubernetes API call (transient failures only).
     pub max_api_retries: u32,
-    /// Seconds a pod may stay unscheduled before the step fails as Unschedulable.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Seconds a pod may stay unscheduled before the step fails as Unschedulable
+    /// (default 600; `null` waits forever, e.g. for a slow cluster autoscaler).
     pub scheduling_timeout: Option<u64>,
-    /// Seconds a scheduled pod may take to start its containers.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Seconds a scheduled pod may take to start its containers (default 600; `null`
+    /// waits forever).
     pub startup_timeout: Option<u64>,
     /// Retries of a step whose own code failed.
     pub retry: StepRetryPolicy,
@@ -111,8 +111,8 @@ impl Default for KubernetesStepOperatorSettings {
             ),
             api_request_timeout: None,
             max_api_retries: 3,
-            scheduling_timeout: None,
-            startup_timeout: None,
+            scheduling_timeout: Some(DEFAULT_SCHEDULING_TIMEOUT),
+            startup_timeout: Some(DEFAULT_STARTUP_TIMEOUT),
             retry: StepRetryPolicy::default(),
             infrastructure_retry: InfrastructureRetryBudget::default(),
             logs: LogOptions::default(),
@@ -217,6 +217,11 @@ pub enum OnInterrupt {
     /// Leave the Job running; it can be reattached later.
     Keep,
 }
+
+/// Seconds a pod may stay unscheduled, unless set otherwise.
+pub const DEFAULT_SCHEDULING_TIMEOUT: u64 = 600;
+/// Seconds a scheduled pod may take to start, unless set otherwise.
+pub const DEFAULT_STARTUP_TIMEOUT: u64 = 600;
 
 /// Component-level configuration of a registered Kubernetes step operator: every
 /// settings field (so each can be set at registration) plus the connection fields.

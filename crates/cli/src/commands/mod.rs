@@ -1,9 +1,14 @@
 //! The command tree (clap derive) and the dispatch to one module per command group.
 
 mod completion;
+#[cfg(feature = "local-cluster")]
+mod local_cluster;
 mod service_connector;
 mod settings;
+mod stack;
+mod step;
 mod step_operator;
+mod support;
 
 use std::path::PathBuf;
 
@@ -54,9 +59,21 @@ enum Command {
     /// Manage step operators.
     #[command(name = "step-operator", subcommand)]
     StepOperator(step_operator::StepOperatorCommand),
+    /// Manage stacks: which step operator steps run on.
+    #[command(subcommand)]
+    Stack(stack::StackCommand),
+    /// Run commands as steps and follow them.
+    #[command(subcommand)]
+    Step(step::StepCommand),
+    /// Make the current directory a project with its own active stack.
+    Init(stack::InitArgs),
     /// Validate settings files and print their JSON Schema.
     #[command(subcommand)]
     Settings(settings::SettingsCommand),
+    /// Run an emulated Kubernetes cluster on this machine, to try everything without one.
+    #[cfg(feature = "local-cluster")]
+    #[command(name = "local-cluster", subcommand)]
+    LocalCluster(local_cluster::LocalClusterCommand),
     /// Print shell completions.
     Completion(completion::CompletionArgs),
 }
@@ -69,10 +86,16 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    pub(crate) fn printer(&self, show_secrets: bool) -> Printer {
+    /// The stepstack home directory: `--home`, else `$STEPSTACK_HOME`, else the platform
+    /// data directory.
+    pub(crate) fn home(&self) -> CliResult<PathBuf> {
+        stepstack_store::home_dir(self.global.home.clone(), |key| std::env::var(key).ok())
+            .map_err(|e| crate::exit::CliError::from(stepstack_core::Error::from(e)))
+    }
+
+    pub(crate) fn printer(&self) -> Printer {
         Printer {
             format: self.global.output,
-            show_secrets,
         }
     }
 }
@@ -86,7 +109,12 @@ pub(crate) fn dispatch(cli: Cli, registry: &Registry, free_form: FreeForm) -> Cl
     match cli.command {
         Command::ServiceConnector(command) => service_connector::run(command, &ctx),
         Command::StepOperator(command) => step_operator::run(command, &ctx),
+        Command::Stack(command) => stack::run(command, &ctx),
+        Command::Step(command) => step::run(command, &ctx),
+        Command::Init(args) => stack::init(args, &ctx),
         Command::Settings(command) => settings::run(command, &ctx),
+        #[cfg(feature = "local-cluster")]
+        Command::LocalCluster(command) => local_cluster::run(command, &ctx),
         Command::Completion(args) => completion::run(args),
     }
 }

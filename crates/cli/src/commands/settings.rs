@@ -74,7 +74,7 @@ fn validate(args: ValidateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         _ => {}
     }
     if report.is_empty() {
-        ctx.printer(false).line(format!(
+        ctx.printer().line(format!(
             "{file}: valid ({checked} settings object(s) checked)"
         ))?;
         return Ok(Exit::Ok);

@@ -1,4 +1,5 @@
-//! `stepstack service-connector …`.
+//! `stepstack service-connector …`: the arguments, and the type listing that needs no
+//! store; `manage` holds the commands on registered connectors.
 
 use clap::{Args, Subcommand};
 use comfy_table::Cell;
@@ -6,15 +7,165 @@ use serde::Serialize;
 use stepstack_core::connector::ConnectorTypeSpec;
 
 use super::Context;
+
+mod manage;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output::table;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServiceConnectorCommand {
+    /// Register a service connector: `register NAME --type T --auth-method M --key=value…`.
+    Register(RegisterArgs),
+    /// List the registered service connectors.
+    List(ListArgs),
+    /// Show a connector, or with --resource-type/--resource-id the client it derives.
+    Describe(DescribeArgs),
+    /// Change a connector's configuration (`--key=value…`, --remove-attr KEY).
+    Update(UpdateArgs),
+    /// Delete a connector.
+    Delete(NameArg),
+    /// Check a connector's credentials and list what they reach.
+    Verify(VerifyArgs),
+    /// Configure the local client (kubeconfig) for a resource the connector reaches.
+    Login(VerifyArgs),
+    /// List the resources every registered connector reaches.
+    ListResources(ListResourcesArgs),
     /// List the connector types this build knows.
     ListTypes(ListTypesArgs),
     /// Describe a connector type, one of its resource types or one of its auth methods.
     DescribeType(DescribeTypeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NameArg {
+    /// The connector's name or id.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RegisterArgs {
+    /// The new connector's name.
+    name: String,
+    /// The connector type, e.g. `kubernetes`, `aws`.
+    #[arg(short = 't', long = "type")]
+    connector_type: String,
+    /// The auth method (default: the type's only method, or the auto-configured one).
+    #[arg(short = 'a', long)]
+    auth_method: Option<String>,
+    /// Scope the connector to one resource type.
+    #[arg(short = 'r', long)]
+    resource_type: Option<String>,
+    /// Scope the connector to one resource.
+    #[arg(long)]
+    resource_id: Option<String>,
+    /// Configure the connector from the local environment (kubeconfig, cloud CLI profiles).
+    #[arg(long)]
+    auto_configure: bool,
+    /// Register without checking the credentials.
+    #[arg(long)]
+    no_verify: bool,
+    /// Lifetime of the temporary credentials the connector issues.
+    #[arg(long)]
+    expiration_seconds: Option<u64>,
+    /// Seconds before expiry at which credentials count as expired (default 300).
+    #[arg(long)]
+    expires_skew_tolerance: Option<u64>,
+    /// A description.
+    #[arg(short = 'd', long, default_value = "")]
+    description: String,
+    /// Labels, `key=value` (repeatable).
+    #[arg(short = 'l', long = "label")]
+    labels: Vec<String>,
+    /// Print secret values instead of [HIDDEN].
+    #[arg(short = 'x', long)]
+    show_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only connectors of this type.
+    #[arg(short = 't', long = "type")]
+    connector_type: Option<String>,
+    /// Only connectors that provide this resource type.
+    #[arg(short = 'r', long)]
+    resource_type: Option<String>,
+    /// Only connectors with these labels, `key` or `key=value` (repeatable).
+    #[arg(short = 'l', long = "label")]
+    labels: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DescribeArgs {
+    /// The connector's name or id.
+    name: String,
+    /// Describe the client derived for this resource type.
+    #[arg(short = 'r', long)]
+    resource_type: Option<String>,
+    /// Describe the client derived for this resource.
+    #[arg(long)]
+    resource_id: Option<String>,
+    /// Print secret values instead of [HIDDEN].
+    #[arg(short = 'x', long)]
+    show_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// The connector's name or id.
+    name: String,
+    /// A new name.
+    #[arg(long = "name", value_name = "NEW_NAME")]
+    new_name: Option<String>,
+    /// A new auth method.
+    #[arg(short = 'a', long)]
+    auth_method: Option<String>,
+    /// A new resource type scope.
+    #[arg(short = 'r', long)]
+    resource_type: Option<String>,
+    /// A new resource scope.
+    #[arg(long)]
+    resource_id: Option<String>,
+    /// Remove a configuration attribute, or `resource_id`, `resource_type`,
+    /// `expiration_seconds` (repeatable).
+    #[arg(long = "remove-attr", value_name = "KEY")]
+    remove_attrs: Vec<String>,
+    /// Update without checking the credentials.
+    #[arg(long)]
+    no_verify: bool,
+    /// A new description.
+    #[arg(short = 'd', long)]
+    description: Option<String>,
+    /// Labels to set, `key=value` (repeatable).
+    #[arg(short = 'l', long = "label")]
+    labels: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The connector's name or id.
+    name: String,
+    /// Only this resource type.
+    #[arg(short = 'r', long)]
+    resource_type: Option<String>,
+    /// Only this resource.
+    #[arg(long)]
+    resource_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListResourcesArgs {
+    /// Only connectors of this type.
+    #[arg(short = 'c', long)]
+    connector_type: Option<String>,
+    /// Only this resource type.
+    #[arg(short = 'r', long)]
+    resource_type: Option<String>,
+    /// Only this resource.
+    #[arg(long)]
+    resource_id: Option<String>,
+    /// Leave out connectors that failed.
+    #[arg(short = 'e', long)]
+    exclude_errors: bool,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +195,14 @@ pub(crate) struct DescribeTypeArgs {
 
 pub(crate) fn run(command: ServiceConnectorCommand, ctx: &Context<'_>) -> CliResult<Exit> {
     match command {
+        ServiceConnectorCommand::Register(args) => manage::register(args, ctx),
+        ServiceConnectorCommand::List(args) => manage::list(args, ctx),
+        ServiceConnectorCommand::Describe(args) => manage::describe(args, ctx),
+        ServiceConnectorCommand::Update(args) => manage::update(args, ctx),
+        ServiceConnectorCommand::Delete(args) => manage::delete(args, ctx),
+        ServiceConnectorCommand::Verify(args) => manage::verify(args, ctx),
+        ServiceConnectorCommand::Login(args) => manage::login(args, ctx),
+        ServiceConnectorCommand::ListResources(args) => manage::list_resources(args, ctx),
         ServiceConnectorCommand::ListTypes(args) => list_types(args, ctx),
         ServiceConnectorCommand::DescribeType(args) => describe_type(args, ctx),
     }
@@ -70,7 +229,7 @@ fn list_types(args: ListTypesArgs, ctx: &Context<'_>) -> CliResult<Exit> {
                 .is_none_or(|m| s.auth_method(m).is_some())
         })
         .collect();
-    let printer = ctx.printer(false);
+    let printer = ctx.printer();
     if specs.is_empty() {
         printer.line("No service connector types found for the given filters.")?;
     }
@@ -107,7 +266,7 @@ fn list_types(args: ListTypesArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 fn describe_type(args: DescribeTypeArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let flavor = ctx.registry.connector(&args.connector_type)?;
     let spec = flavor.connector_type();
-    let printer = ctx.printer(false);
+    let printer = ctx.printer();
     if let Some(method) = &args.auth_method {
         let method = spec.auth_method(method).ok_or_else(|| {
             CliError::usage(format!(
