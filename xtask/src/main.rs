@@ -2,6 +2,7 @@
 
 mod ci;
 mod codegen;
+mod demo;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ struct Flags {
 enum Task {
     /// Everything CI checks: formatting, clippy, tests, docs, generated files, repo rules.
     Ci,
+    /// The seed workflow on the embedded emulated cluster, through the real binary.
+    Demo,
     /// Regenerates committed files (JSON Schemas under `schemas/`).
     Codegen {
         /// Fail instead of writing when a generated file is stale.
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     sh.change_dir(project_root());
     match flags.task {
         Task::Ci => ci::run(&sh),
+        Task::Demo => demo::run(&sh),
         Task::Codegen { check } => codegen::run(&sh, check),
         Task::Tidy => tidy::run(&sh),
     }
