@@ -12,7 +12,12 @@ impl<'a> LocalCluster<'a> {
     fn start(cli: &'a Stepstack) -> Self {
         let out = cli.run(["local-cluster", "start", "--namespace", "ml"]);
         assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains("registered the service connector `local-cluster`"), "{}", out.stdout);
+        assert!(
+            out.stdout
+                .contains("registered the service connector `local-cluster`"),
+            "{}",
+            out.stdout
+        );
         LocalCluster(cli)
     }
 }
@@ -33,43 +38,108 @@ fn seed_workflow_runs_a_gpu_step_and_explains_failures() {
     let cli = Stepstack::new();
     let _cluster = LocalCluster::start(&cli);
 
-    let out = ok(cli.run(["service-connector", "list-resources", "--resource-type", "kubernetes-cluster", "-e"]));
+    let out = ok(cli.run([
+        "service-connector",
+        "list-resources",
+        "--resource-type",
+        "kubernetes-cluster",
+        "-e",
+    ]));
     assert!(out.stdout.contains("CONNECTOR NAME"), "{}", out.stdout);
     assert!(out.stdout.contains("local-cluster"), "{}", out.stdout);
 
-    let out = ok(cli.run(["step-operator", "register", "k8s", "--flavor", "kubernetes", "--kubernetes_namespace=ml"]));
-    assert!(out.stdout.contains("Successfully registered step operator `k8s`."), "{}", out.stdout);
-    let out = ok(cli.run(["step-operator", "connect", "k8s", "--connector", "local-cluster"]));
-    assert!(out.stdout.contains("Successfully connected step operator `k8s` to the following resources:"), "{}", out.stdout);
+    let out = ok(cli.run([
+        "step-operator",
+        "register",
+        "k8s",
+        "--flavor",
+        "kubernetes",
+        "--kubernetes_namespace=ml",
+    ]));
+    assert!(
+        out.stdout
+            .contains("Successfully registered step operator `k8s`."),
+        "{}",
+        out.stdout
+    );
+    let out = ok(cli.run([
+        "step-operator",
+        "connect",
+        "k8s",
+        "--connector",
+        "local-cluster",
+    ]));
+    assert!(
+        out.stdout
+            .contains("Successfully connected step operator `k8s` to the following resources:"),
+        "{}",
+        out.stdout
+    );
     ok(cli.run(["stack", "update", "-s", "k8s"]));
     let out = ok(cli.run(["stack", "list"]));
     assert!(out.stdout.contains("k8s"), "{}", out.stdout);
 
-    let settings = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed/settings.yaml");
+    let settings = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/seed/settings.yaml"
+    );
     let out = ok(cli.run([
-        "step", "run", "trainer", "--settings", settings, "--pipeline", "my_pipeline", "--",
-        "sh", "-c", "echo epoch-1; echo epoch-2",
+        "step",
+        "run",
+        "trainer",
+        "--settings",
+        settings,
+        "--pipeline",
+        "my_pipeline",
+        "--",
+        "sh",
+        "-c",
+        "echo epoch-1; echo epoch-2",
     ]));
-    assert!(out.stdout.contains("epoch-1\nepoch-2\n"), "every line once, in order: {}", out.stdout);
-    assert!(out.stdout.contains("Step `trainer` succeeded."), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("epoch-1\nepoch-2\n"),
+        "every line once, in order: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Step `trainer` succeeded."),
+        "{}",
+        out.stdout
+    );
 
     // The run is recorded; its logs and status can be read back.
     let runs = ok(cli.run(["step", "list", "-o", "json"]));
-    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("step list -o json is JSON");
+    let runs: serde_json::Value =
+        serde_json::from_str(&runs.stdout).expect("step list -o json is JSON");
     let id = runs[0]["id"].as_str().expect("a step-run id").to_owned();
     assert_eq!(runs[0]["status_text"], "succeeded");
     let out = ok(cli.run(["step", "logs", &id]));
     assert_eq!(out.stdout, "epoch-1\nepoch-2\n");
 
     // The labels make kubectl debugging work.
-    if Command::new("kubectl").arg("version").arg("--client").output().is_ok() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok()
+    {
         let kubeconfig = cli.home().join("local-cluster").join("kubeconfig");
         let pods = Command::new("kubectl")
-            .args(["get", "pods", "-n", "ml", "-l", "pipeline=my_pipeline,step=trainer", "-o", "json"])
+            .args([
+                "get",
+                "pods",
+                "-n",
+                "ml",
+                "-l",
+                "pipeline=my_pipeline,step=trainer",
+                "-o",
+                "json",
+            ])
             .env("KUBECONFIG", &kubeconfig)
             .output()
             .expect("kubectl runs");
-        let pods: serde_json::Value = serde_json::from_slice(&pods.stdout).expect("kubectl prints JSON");
+        let pods: serde_json::Value =
+            serde_json::from_slice(&pods.stdout).expect("kubectl prints JSON");
         let labels = &pods["items"][0]["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/managed-by"], "stepstack");
         assert_eq!(labels["stepstack.dev/step-run-id"], id.as_str());
@@ -77,23 +147,62 @@ fn seed_workflow_runs_a_gpu_step_and_explains_failures() {
     }
 
     // A failing step exits 1 with the typed reason and its last lines.
-    let out = cli.run(["step", "run", "evaluate", "--", "sh", "-c", "echo checking; exit 3"]);
+    let out = cli.run([
+        "step",
+        "run",
+        "evaluate",
+        "--",
+        "sh",
+        "-c",
+        "echo checking; exit 3",
+    ]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("NonZeroExit(3)"), "{}", out.stderr);
-    assert!(out.stderr.contains("checking"), "the failure shows the last log lines: {}", out.stderr);
+    assert!(
+        out.stderr.contains("checking"),
+        "the failure shows the last log lines: {}",
+        out.stderr
+    );
 
     // Unknown flavor: exit 2 and the available flavors; the store is unchanged.
     let before = ok(cli.run(["step-operator", "list", "-o", "json"])).stdout;
-    let out = cli.run(["step-operator", "register", "other", "--flavor", "kubernetez"]);
+    let out = cli.run([
+        "step-operator",
+        "register",
+        "other",
+        "--flavor",
+        "kubernetez",
+    ]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("available flavors: kubernetes"), "{}", out.stderr);
-    assert_eq!(ok(cli.run(["step-operator", "list", "-o", "json"])).stdout, before);
+    assert!(
+        out.stderr.contains("available flavors: kubernetes"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        ok(cli.run(["step-operator", "list", "-o", "json"])).stdout,
+        before
+    );
 
     // Invalid settings in a registration: exit 2 with the path; nothing stored.
-    let out = cli.run(["step-operator", "register", "bad", "--flavor", "kubernetes", "--pod_settings={\"node_selector\": {}}"]);
+    let out = cli.run([
+        "step-operator",
+        "register",
+        "bad",
+        "--flavor",
+        "kubernetes",
+        "--pod_settings={\"node_selector\": {}}",
+    ]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("pod_settings.node_selector"), "{}", out.stderr);
-    assert_eq!(ok(cli.run(["step-operator", "list", "-o", "json"])).stdout, before);
+    assert!(
+        out.stderr.contains("pod_settings.node_selector"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        ok(cli.run(["step-operator", "list", "-o", "json"])).stdout,
+        before
+    );
 
     // Missing connector.
     let out = cli.run(["step-operator", "connect", "k8s", "--connector", "nope"]);
@@ -106,22 +215,47 @@ fn an_unreachable_cluster_is_a_connection_error() {
     let cli = Stepstack::new();
     // A port nothing listens on.
     let out = cli.run([
-        "service-connector", "register", "gone", "--type", "kubernetes", "--auth-method", "token",
-        "--server=https://127.0.0.1:9", "--cluster_name=gone", "--token=t0k3n-value",
+        "service-connector",
+        "register",
+        "gone",
+        "--type",
+        "kubernetes",
+        "--auth-method",
+        "token",
+        "--server=https://127.0.0.1:9",
+        "--cluster_name=gone",
+        "--token=t0k3n-value",
     ]);
     assert_eq!(out.code, 3, "{out:?}");
-    assert!(!out.stderr.contains("t0k3n-value"), "the token leaks: {}", out.stderr);
+    assert!(
+        !out.stderr.contains("t0k3n-value"),
+        "the token leaks: {}",
+        out.stderr
+    );
     let list = cli.run(["service-connector", "list", "-o", "json"]);
     assert_eq!(list.code, 0, "{list:?}");
-    assert!(!list.stdout.contains("\"gone\""), "a failed register must store nothing: {}", list.stdout);
+    assert!(
+        !list.stdout.contains("\"gone\""),
+        "a failed register must store nothing: {}",
+        list.stdout
+    );
 }
 
 #[test]
 fn secrets_are_hidden_unless_asked_for() {
     let cli = Stepstack::new();
     ok(cli.run([
-        "service-connector", "register", "kube", "--type", "kubernetes", "--auth-method", "token",
-        "--server=https://127.0.0.1:9", "--cluster_name=kube", "--token=s3cr3t-t0ken", "--no-verify",
+        "service-connector",
+        "register",
+        "kube",
+        "--type",
+        "kubernetes",
+        "--auth-method",
+        "token",
+        "--server=https://127.0.0.1:9",
+        "--cluster_name=kube",
+        "--token=s3cr3t-t0ken",
+        "--no-verify",
     ]));
     for args in [
         vec!["service-connector", "list"],
@@ -130,7 +264,10 @@ fn secrets_are_hidden_unless_asked_for() {
         vec!["service-connector", "describe", "kube", "-o", "yaml"],
     ] {
         let out = ok(cli.run(&args));
-        assert!(!out.stdout.contains("s3cr3t-t0ken") && !out.stderr.contains("s3cr3t-t0ken"), "{args:?} leaks: {out:?}");
+        assert!(
+            !out.stdout.contains("s3cr3t-t0ken") && !out.stderr.contains("s3cr3t-t0ken"),
+            "{args:?} leaks: {out:?}"
+        );
     }
     let out = ok(cli.run(["service-connector", "describe", "kube"]));
     assert!(out.stdout.contains("[HIDDEN]"), "{}", out.stdout);
@@ -165,7 +302,11 @@ fn concurrent_registrations_all_land_and_files_are_private() {
         })
         .collect();
     for (i, child) in children.iter().enumerate() {
-        assert!(child.status.success(), "register {i} failed: {}", String::from_utf8_lossy(&child.stderr));
+        assert!(
+            child.status.success(),
+            "register {i} failed: {}",
+            String::from_utf8_lossy(&child.stderr)
+        );
     }
     let list = ok(cli.run(["service-connector", "list", "-o", "json"]));
     let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
@@ -189,7 +330,11 @@ fn the_readme_first_command_runs_the_demo() {
         .output()
         .expect("cargo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "cargo xtask demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo xtask demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("Step `trainer` succeeded."), "{stdout}");
     assert!(stdout.contains("epoch 3: loss=0.1"), "{stdout}");
 }

@@ -7,8 +7,8 @@
 //! `nvidia.com/gpu`, label `gpu-type=a100`, taint `nvidia.com/gpu=present:NoSchedule`).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -101,12 +101,14 @@ fn start(args: StartArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         printer.data(&running, || summary_table(&running))?;
         return Ok(Exit::Ok);
     }
-    std::fs::create_dir_all(&dir).map_err(|e| internal(format!("could not create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| internal(format!("could not create {}: {e}", dir.display())))?;
     let kubeconfig = dir.join("kubeconfig");
     let log_path = dir.join("cluster.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| internal(format!("could not create {}: {e}", log_path.display())))?;
-    let exe = std::env::current_exe().map_err(|e| internal(format!("could not find this program's path: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| internal(format!("could not find this program's path: {e}")))?;
     let mut command = Command::new(exe);
     command
         .args(["local-cluster", "serve", "--port", &args.port.to_string()])
@@ -125,7 +127,10 @@ fn start(args: StartArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         .process_group(0)
         .spawn()
         .map_err(|e| internal(format!("could not start the local cluster: {e}")))?;
-    let stdout = child.stdout.take().ok_or_else(|| internal("the cluster's output is not readable"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| internal("the cluster's output is not readable"))?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -133,7 +138,10 @@ fn start(args: StartArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         let _ = tx.send(line);
     });
     let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
-    let Some(url) = line.strip_prefix(READY_PREFIX).and_then(|rest| rest.split_whitespace().next()) else {
+    let Some(url) = line
+        .strip_prefix(READY_PREFIX)
+        .and_then(|rest| rest.split_whitespace().next())
+    else {
         let _ = child.kill();
         return Err(CliError::new(
             Exit::Internal,
@@ -168,8 +176,11 @@ fn register_connector(ctx: &Context<'_>, cluster: &LocalCluster) -> CliResult {
     use stepstack_core::{AutoConfigureRequest, ConnectorFlavor, Error};
     use stepstack_store::{ConnectorUpdate, NewConnector};
 
-    let flavor = KubernetesFlavor::with_environment(LocalEnvironment::empty().with_kubeconfig(&cluster.kubeconfig));
-    let config = ctx.block_on(flavor.auto_configure(AutoConfigureRequest::new(LOCAL_CONNECTOR)))??;
+    let flavor = KubernetesFlavor::with_environment(
+        LocalEnvironment::empty().with_kubeconfig(&cluster.kubeconfig),
+    );
+    let config =
+        ctx.block_on(flavor.auto_configure(AutoConfigureRequest::new(LOCAL_CONNECTOR)))??;
     let mut store = ctx.store()?;
     match store.get_connector(LOCAL_CONNECTOR) {
         Ok(_) => {
@@ -179,7 +190,10 @@ fn register_connector(ctx: &Context<'_>, cluster: &LocalCluster) -> CliResult {
         }
         Err(stepstack_store::StoreError::NotFound { .. }) => {
             store
-                .create_connector(NewConnector::from_config(config).with_description("the local emulated cluster"))
+                .create_connector(
+                    NewConnector::from_config(config)
+                        .with_description("the local emulated cluster"),
+                )
                 .map_err(Error::from)?;
         }
         Err(e) => return Err(Error::from(e).into()),
@@ -218,7 +232,9 @@ fn status(ctx: &Context<'_>) -> CliResult<Exit> {
             Ok(Exit::Ok)
         }
         None => {
-            printer.line("The local cluster is not running; start it with `stepstack local-cluster start`.")?;
+            printer.line(
+                "The local cluster is not running; start it with `stepstack local-cluster start`.",
+            )?;
             printer.structured(&serde_json::json!({"running": false}))?;
             Ok(Exit::Connection)
         }
@@ -227,23 +243,38 @@ fn status(ctx: &Context<'_>) -> CliResult<Exit> {
 
 /// Runs the emulated cluster until SIGTERM or SIGINT.
 fn serve(args: ServeArgs) -> CliResult<Exit> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| internal(format!("could not start the async runtime: {e}")))?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| internal(format!("could not start the async runtime: {e}")))?;
     runtime.block_on(async move {
-        let mut options = ClusterOptions::default();
-        options.port = args.port;
-        options.runtime = RuntimeOptions::default();
-        options.runtime.nodes = vec![NodeConfig::new("cpu-node-1"), NodeConfig::gpu("gpu-node-1", "a100", 4).with_label("pool", "gpu")];
-        options.runtime.root_dir = Some(args.state_dir.clone());
+        let options = ClusterOptions {
+            port: args.port,
+            runtime: RuntimeOptions {
+                nodes: vec![
+                    NodeConfig::new("cpu-node-1"),
+                    NodeConfig::gpu("gpu-node-1", "a100", 4).with_label("pool", "gpu"),
+                ],
+                root_dir: Some(args.state_dir.clone()),
+                ..RuntimeOptions::default()
+            },
+            ..ClusterOptions::default()
+        };
         let cluster = Cluster::start(options)
             .await
             .map_err(|e| internal(format!("could not start the emulated cluster: {e}")))?;
         for ns in &args.namespaces {
             create_namespace(&cluster, ns).await?;
         }
-        cluster
-            .write_kubeconfig(&args.kubeconfig)
-            .map_err(|e| internal(format!("could not write {}: {e}", args.kubeconfig.display())))?;
-        println!("{READY_PREFIX}{} kubeconfig={}", cluster.url(), args.kubeconfig.display());
+        cluster.write_kubeconfig(&args.kubeconfig).map_err(|e| {
+            internal(format!(
+                "could not write {}: {e}",
+                args.kubeconfig.display()
+            ))
+        })?;
+        println!(
+            "{READY_PREFIX}{} kubeconfig={}",
+            cluster.url(),
+            args.kubeconfig.display()
+        );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| internal(format!("could not listen for SIGTERM: {e}")))?;
         tokio::select! {
@@ -268,7 +299,9 @@ async fn create_namespace(cluster: &Cluster, name: &str) -> CliResult {
     match api.create(&PostParams::default(), &namespace).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(CliError::usage(format!("could not create namespace `{name}`: {e}"))),
+        Err(e) => Err(CliError::usage(format!(
+            "could not create namespace `{name}`: {e}"
+        ))),
     }
 }
 
@@ -284,15 +317,20 @@ pub(crate) fn running(dir: &Path) -> CliResult<Option<LocalCluster>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(internal(format!("could not read {}: {e}", path.display()))),
     };
-    let cluster: LocalCluster = serde_json::from_str(&text)
-        .map_err(|e| internal(format!("{} is corrupt ({e}); delete it and start again", path.display())))?;
+    let cluster: LocalCluster = serde_json::from_str(&text).map_err(|e| {
+        internal(format!(
+            "{} is corrupt ({e}); delete it and start again",
+            path.display()
+        ))
+    })?;
     Ok(is_alive(cluster.pid).then_some(cluster))
 }
 
 fn write_state(dir: &Path, cluster: &LocalCluster) -> CliResult {
     let path = dir.join("cluster.json");
     let text = serde_json::to_string_pretty(cluster).map_err(|e| internal(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| internal(format!("could not write {}: {e}", path.display())))
+    std::fs::write(&path, text)
+        .map_err(|e| internal(format!("could not write {}: {e}", path.display())))
 }
 
 fn is_alive(pid: u32) -> bool {
@@ -302,7 +340,11 @@ fn is_alive(pid: u32) -> bool {
 
 fn summary_table(cluster: &LocalCluster) -> comfy_table::Table {
     let mut t = crate::output::table(["URL", "KUBECONFIG", "PID"]);
-    t.add_row([cluster.url.clone(), cluster.kubeconfig.display().to_string(), cluster.pid.to_string()]);
+    t.add_row([
+        cluster.url.clone(),
+        cluster.kubeconfig.display().to_string(),
+        cluster.pid.to_string(),
+    ]);
     t
 }
 

@@ -142,7 +142,8 @@ pub(crate) fn run(command: StackCommand, ctx: &Context<'_>) -> CliResult<Exit> {
 pub(crate) fn init(args: InitArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let path = match args.path {
         Some(path) => path,
-        None => std::env::current_dir().map_err(|e| CliError::usage(format!("no current directory: {e}")))?,
+        None => std::env::current_dir()
+            .map_err(|e| CliError::usage(format!("no current directory: {e}")))?,
     };
     let mut store = ctx.store()?;
     let project = store.init_project(&path).map_err(Error::from)?;
@@ -172,7 +173,9 @@ fn register(args: RegisterArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 
 fn list(ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
-    let stacks = store.list_stacks(&StackFilter::new()).map_err(Error::from)?;
+    let stacks = store
+        .list_stacks(&StackFilter::new())
+        .map_err(Error::from)?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let active = store.active_stack(&cwd).ok();
     #[derive(Serialize)]
@@ -201,7 +204,11 @@ fn list(ctx: &Context<'_>) -> CliResult<Exit> {
                 marker.to_owned(),
                 row.stack.name.clone(),
                 row.stack.id.simple().to_string()[..8].to_owned(),
-                row.stack.components.get(STEP_OPERATOR).map(|m| m.name.clone()).unwrap_or_default(),
+                row.stack
+                    .components
+                    .get(STEP_OPERATOR)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
             ]);
         }
         t
@@ -218,7 +225,11 @@ fn describe(args: OptionalName, ctx: &Context<'_>) -> CliResult<Exit> {
     printer.data(&stack, || {
         let mut t = table(["COMPONENT TYPE", "COMPONENT NAME", "FLAVOR"]);
         for (component_type, member) in &stack.components {
-            t.add_row([component_type.clone(), member.name.clone(), member.flavor.clone()]);
+            t.add_row([
+                component_type.clone(),
+                member.name.clone(),
+                member.flavor.clone(),
+            ]);
         }
         t
     })?;
@@ -230,13 +241,18 @@ fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let (stack, _) = stack_or_active(&store, args.name.as_deref())?;
     let mut update = StackUpdate::default();
     if let Some(step_operator) = &args.step_operator {
-        update.components.insert(STEP_OPERATOR.to_owned(), step_operator.clone());
+        update
+            .components
+            .insert(STEP_OPERATOR.to_owned(), step_operator.clone());
     }
     if args.remove_step_operator {
         update.remove_components.push(STEP_OPERATOR.to_owned());
     }
-    let stack = store.update_stack(&stack.name, update).map_err(Error::from)?;
-    ctx.printer().line(format!("Stack `{}` successfully updated!", stack.name))?;
+    let stack = store
+        .update_stack(&stack.name, update)
+        .map_err(Error::from)?;
+    ctx.printer()
+        .line(format!("Stack `{}` successfully updated!", stack.name))?;
     Ok(Exit::Ok)
 }
 
@@ -246,22 +262,37 @@ fn set(args: SetArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
-fn set_active(ctx: &Context<'_>, store: &mut stepstack_store::Store, name: &str, global: bool) -> CliResult {
+fn set_active(
+    ctx: &Context<'_>,
+    store: &mut stepstack_store::Store,
+    name: &str,
+    global: bool,
+) -> CliResult {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let project = if global { None } else { store.find_project(&cwd).map_err(Error::from)? };
+    let project = if global {
+        None
+    } else {
+        store.find_project(&cwd).map_err(Error::from)?
+    };
     let scope = match &project {
         Some(project) => ActiveScope::Project(project.root.clone()),
         None => ActiveScope::Global,
     };
     store.set_active_stack(name, &scope).map_err(Error::from)?;
-    let where_ = if project.is_some() { " (repository)" } else { " (global)" };
-    ctx.printer().line(format!("Active stack set to: `{name}`{where_}"))
+    let where_ = if project.is_some() {
+        " (repository)"
+    } else {
+        " (global)"
+    };
+    ctx.printer()
+        .line(format!("Active stack set to: `{name}`{where_}"))
 }
 
 fn delete(args: Name, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
     let stack = store.delete_stack(&args.name).map_err(Error::from)?;
-    ctx.printer().line(format!("Deleted stack `{}`.", stack.name))?;
+    ctx.printer()
+        .line(format!("Deleted stack `{}`.", stack.name))?;
     Ok(Exit::Ok)
 }
 
@@ -270,7 +301,9 @@ fn export(args: ExportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let stack = store.get_stack(&args.name).map_err(Error::from)?;
     let mut components = BTreeMap::new();
     for (component_type, member) in &stack.components {
-        let component = store.get_component(component_type, &member.name).map_err(Error::from)?;
+        let component = store
+            .get_component(component_type, &member.name)
+            .map_err(Error::from)?;
         components.insert(
             component_type.clone(),
             ExportedComponent {
@@ -291,8 +324,11 @@ fn export(args: ExportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         Some(file) => {
             std::fs::write(&file, yaml)
                 .map_err(|e| CliError::usage(format!("could not write {}: {e}", file.display())))?;
-            ctx.printer()
-                .line(format!("Exported stack `{}` to {}.", stack.name, file.display()))?;
+            ctx.printer().line(format!(
+                "Exported stack `{}` to {}.",
+                stack.name,
+                file.display()
+            ))?;
         }
         None => print!("{yaml}"),
     }
@@ -302,8 +338,12 @@ fn export(args: ExportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 fn import(args: ImportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| CliError::usage(format!("could not read {}: {e}", args.file.display())))?;
-    let exported: Exported = serde_norway::from_str(&text)
-        .map_err(|e| CliError::usage(format!("{} is not an exported stack: {e}", args.file.display())))?;
+    let exported: Exported = serde_norway::from_str(&text).map_err(|e| {
+        CliError::usage(format!(
+            "{} is not an exported stack: {e}",
+            args.file.display()
+        ))
+    })?;
     // Validate every component before anything is stored.
     for (component_type, component) in &exported.components {
         if component_type != STEP_OPERATOR {
@@ -323,8 +363,12 @@ fn import(args: ImportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         .write(|tx| {
             let mut stack = NewStack::new(name.clone());
             for (component_type, component) in &exported.components {
-                let mut new = NewComponent::new(component_type.clone(), component.flavor.clone(), component.name.clone())
-                    .with_configuration(component.configuration.clone());
+                let mut new = NewComponent::new(
+                    component_type.clone(),
+                    component.flavor.clone(),
+                    component.name.clone(),
+                )
+                .with_configuration(component.configuration.clone());
                 if let Some(connector) = &component.connector {
                     new = new.with_connector(connector.clone(), component.resource_id.clone());
                 }

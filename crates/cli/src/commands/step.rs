@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
-use stepstack_core::{Error, ErrorKind, ResourceSettings, StepHandle, StepLaunch, StepOperator, StepOutcome, StepStatus};
+use stepstack_core::{
+    Error, ErrorKind, ResourceSettings, StepHandle, StepLaunch, StepOperator, StepOutcome,
+    StepStatus,
+};
 use stepstack_settings::{LoadedDocument, OnInterrupt, SettingsLayers};
 use stepstack_store::{Component, NewStepRun, StepRunFilter, StepRunUpdate, Store};
 
@@ -135,33 +138,50 @@ fn prepare(step: &StepArgs, component: &Component) -> CliResult<Prepared> {
         let document = stepstack_settings::load_file(file, std::env::vars())
             .map_err(|e| CliError::usage(e.to_string()))?;
         if let LoadedDocument::RunConfig { .. } = &document {
-            let r = document.resource_settings(&step.name).map_err(|report| invalid_settings(&report))?;
+            let r = document
+                .resource_settings(&step.name)
+                .map_err(|report| invalid_settings(&report))?;
             resources = ResourceSettings::new(r.cpu_count, r.gpu_count, r.memory);
         }
         layers = document.add_layers(&step.name, &file.display().to_string(), layers);
     }
     for input in &step.overrides {
-        layers = layers.with_override(input).map_err(|e| CliError::usage(e.to_string()))?;
+        layers = layers
+            .with_override(input)
+            .map_err(|e| CliError::usage(e.to_string()))?;
     }
     let (settings, on_interrupt) = if component.flavor == stepstack_k8s_operator::FLAVOR {
-        let effective = layers.resolve().map_err(|report| invalid_settings(&report))?;
+        let effective = layers
+            .resolve()
+            .map_err(|report| invalid_settings(&report))?;
         let on_interrupt = effective.settings.on_interrupt;
         (effective.value, on_interrupt)
     } else {
         (serde_json::json!({}), OnInterrupt::Delete)
     };
-    let mut launch = StepLaunch::new(step.pipeline.clone(), step.name.clone(), step.image.clone(), step.command.clone())
-        .with_settings(settings)
-        .with_resources(resources);
+    let mut launch = StepLaunch::new(
+        step.pipeline.clone(),
+        step.name.clone(),
+        step.image.clone(),
+        step.command.clone(),
+    )
+    .with_settings(settings)
+    .with_resources(resources);
     if let Some(run) = &step.run {
         let run_id = launch.run_id.clone();
         launch = launch.with_run(run.clone(), run_id);
     }
-    Ok(Prepared { launch, on_interrupt })
+    Ok(Prepared {
+        launch,
+        on_interrupt,
+    })
 }
 
 fn invalid_settings(report: &stepstack_settings::ValidationReport) -> CliError {
-    let mut message = format!("the step's settings have {} problem(s):", report.issues.len());
+    let mut message = format!(
+        "the step's settings have {} problem(s):",
+        report.issues.len()
+    );
     for issue in &report.issues {
         message.push_str(&format!("\n  {issue}"));
     }
@@ -172,14 +192,22 @@ fn invalid_settings(report: &stepstack_settings::ValidationReport) -> CliError {
 fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
     let component = step_operator_component(ctx, &store, args.step.step_operator.as_deref())?;
-    let Prepared { launch, on_interrupt } = prepare(&args.step, &component)?;
+    let Prepared {
+        launch,
+        on_interrupt,
+    } = prepare(&args.step, &component)?;
     let step_name = launch.step_name.clone();
     ctx.block_on(async {
         let operator = build_step_operator(ctx, &store, &component).await?;
         let handle = operator.submit(launch).await?;
-        let log_path = state_dir(ctx, &component.name)?.join("logs").join(format!("{}.log", handle.step_run_id));
+        let log_path = state_dir(ctx, &component.name)?
+            .join("logs")
+            .join(format!("{}.log", handle.step_run_id));
         store
-            .create_step_run(NewStepRun::from_handle(handle.clone(), component.name.clone()).with_log_path(log_path))
+            .create_step_run(
+                NewStepRun::from_handle(handle.clone(), component.name.clone())
+                    .with_log_path(log_path),
+            )
             .map_err(Error::from)?;
         let printer = ctx.printer();
         printer.line(format!(
@@ -187,7 +215,10 @@ fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             component.name, handle.step_run_id
         ))?;
         if args.detach {
-            printer.line(format!("Follow it with: stepstack step attach {}", handle.step_run_id))?;
+            printer.line(format!(
+                "Follow it with: stepstack step attach {}",
+                handle.step_run_id
+            ))?;
             printer.structured(&handle)?;
             return Ok(Exit::Ok);
         }
@@ -237,7 +268,11 @@ async fn follow(
     report_outcome(ctx, handle, &outcome)
 }
 
-async fn stream_logs(operator: &dyn StepOperator, handle: &StepHandle, follow: bool) -> stepstack_core::Result<()> {
+async fn stream_logs(
+    operator: &dyn StepOperator,
+    handle: &StepHandle,
+    follow: bool,
+) -> stepstack_core::Result<()> {
     let mut lines = operator.logs(handle, follow).await?;
     while let Some(line) = lines.next().await {
         println!("{}", line?);
@@ -255,7 +290,11 @@ fn record_outcome(store: &mut Store, handle: &StepHandle, outcome: &StepOutcome)
     }
 }
 
-fn report_outcome(ctx: &Context<'_>, handle: &StepHandle, outcome: &StepOutcome) -> CliResult<Exit> {
+fn report_outcome(
+    ctx: &Context<'_>,
+    handle: &StepHandle,
+    outcome: &StepOutcome,
+) -> CliResult<Exit> {
     let printer = ctx.printer();
     match outcome {
         StepOutcome::Failed(failure) => {
@@ -272,12 +311,19 @@ fn report_outcome(ctx: &Context<'_>, handle: &StepHandle, outcome: &StepOutcome)
 }
 
 /// The stored step run's handle and the operator that can reach it.
-async fn reattach(ctx: &Context<'_>, store: &Store, id: &str) -> CliResult<(StepHandle, Arc<dyn StepOperator>)> {
+async fn reattach(
+    ctx: &Context<'_>,
+    store: &Store,
+    id: &str,
+) -> CliResult<(StepHandle, Arc<dyn StepOperator>)> {
     let run = store.get_step_run(id).map_err(Error::from)?;
     let handle = run.handle.ok_or_else(|| {
         CliError::from(Error::new(
             ErrorKind::NotFound,
-            format!("step run {} was never submitted; there is nothing to reattach to", run.id),
+            format!(
+                "step run {} was never submitted; there is nothing to reattach to",
+                run.id
+            ),
         ))
     })?;
     let component = store
@@ -303,7 +349,9 @@ fn status(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
         let status = operator.status(&handle).await?;
         Ok::<_, CliError>((handle, status))
     })??;
-    if let Err(e) = store.update_step_run(&handle.step_run_id, StepRunUpdate::status(status.clone())) {
+    if let Err(e) =
+        store.update_step_run(&handle.step_run_id, StepRunUpdate::status(status.clone()))
+    {
         tracing::warn!(error = %e, "could not record the step's status");
     }
     #[derive(Serialize)]
@@ -319,7 +367,11 @@ fn status(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
     };
     ctx.printer().data(&shown, || {
         let mut t = table(["STEP RUN", "STEP", "STATUS"]);
-        t.add_row([handle.step_run_id.clone(), handle.step_name.clone(), describe_status(&status)]);
+        t.add_row([
+            handle.step_run_id.clone(),
+            handle.step_name.clone(),
+            describe_status(&status),
+        ]);
         t
     })?;
     Ok(Exit::Ok)
@@ -334,8 +386,10 @@ fn cancel(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
         Ok::<_, CliError>((handle, outcome))
     })??;
     record_outcome(&mut store, &handle, &outcome);
-    ctx.printer()
-        .line(format!("Cancelled step run {} (step `{}`).", handle.step_run_id, handle.step_name))?;
+    ctx.printer().line(format!(
+        "Cancelled step run {} (step `{}`).",
+        handle.step_run_id, handle.step_name
+    ))?;
     Ok(Exit::Ok)
 }
 
@@ -345,9 +399,12 @@ fn attach(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
     let component = store
         .get_component(super::support::STEP_OPERATOR, &run.component)
         .map_err(Error::from)?;
-    let on_interrupt = stepstack_settings::parse_config(&serde_json::Value::Object(component.configuration.clone()), "")
-        .map(|c| c.settings.on_interrupt)
-        .unwrap_or_default();
+    let on_interrupt = stepstack_settings::parse_config(
+        &serde_json::Value::Object(component.configuration.clone()),
+        "",
+    )
+    .map(|c| c.settings.on_interrupt)
+    .unwrap_or_default();
     ctx.block_on(async {
         let (handle, operator) = reattach(ctx, &store, &args.id).await?;
         follow(ctx, &mut store, operator, &handle, on_interrupt).await
@@ -366,18 +423,24 @@ fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         )));
     }
     let Prepared { launch, .. } = prepare(&args.step, &component)?;
-    let config = stepstack_settings::parse_config(&serde_json::Value::Object(component.configuration.clone()), "")
-        .map_err(|report| invalid_settings(&report))?;
+    let config = stepstack_settings::parse_config(
+        &serde_json::Value::Object(component.configuration.clone()),
+        "",
+    )
+    .map_err(|report| invalid_settings(&report))?;
     ctx.block_on(async {
         let mut context = stepstack_core::StepOperatorContext::new(component.name.clone());
-        if args.server_dry_run {
-            if let Some(connector) = &component.connector_name {
-                let built = super::support::build_connector(ctx, &store, connector)?;
-                let connection = built
-                    .connect(stepstack_core::connector::KUBERNETES_CLUSTER, component.connector_resource_id.as_deref())
-                    .await?;
-                context = context.with_connection(connection);
-            }
+        if args.server_dry_run
+            && let Some(connector) = &component.connector_name
+        {
+            let built = super::support::build_connector(ctx, &store, connector)?;
+            let connection = built
+                .connect(
+                    stepstack_core::connector::KUBERNETES_CLUSTER,
+                    component.connector_resource_id.as_deref(),
+                )
+                .await?;
+            context = context.with_connection(connection);
         }
         let operator = stepstack_k8s_operator::KubernetesStepOperator::new(config, context);
         if !args.server_dry_run {
@@ -391,10 +454,14 @@ fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         }
         let server = operator.preview_on_server(&launch).await?;
         if server.accepted() {
-            ctx.printer().line("The API server would accept the step's objects.")?;
+            ctx.printer()
+                .line("The API server would accept the step's objects.")?;
             return Ok(Exit::Ok);
         }
-        let mut message = format!("the API server would reject the step's objects ({} problem(s)):", server.problems.len());
+        let mut message = format!(
+            "the API server would reject the step's objects ({} problem(s)):",
+            server.problems.len()
+        );
         for problem in &server.problems {
             message.push_str(&format!("\n  {problem}"));
         }
@@ -413,7 +480,14 @@ fn list(args: ListArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         return Ok(Exit::Ok);
     }
     printer.data(&runs, || {
-        let mut t = table(["STEP RUN", "PIPELINE", "STEP", "STEP OPERATOR", "STATUS", "CREATED"]);
+        let mut t = table([
+            "STEP RUN",
+            "PIPELINE",
+            "STEP",
+            "STEP OPERATOR",
+            "STATUS",
+            "CREATED",
+        ]);
         for run in &runs {
             t.add_row([
                 run.id.clone(),
@@ -431,7 +505,9 @@ fn list(args: ListArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 
 fn describe_status(status: &StepStatus) -> String {
     match status {
-        StepStatus::Pending { message: Some(message) } => format!("pending: {message}"),
+        StepStatus::Pending {
+            message: Some(message),
+        } => format!("pending: {message}"),
         StepStatus::Pending { message: None } => "pending".to_owned(),
         StepStatus::Running => "running".to_owned(),
         StepStatus::Succeeded => "succeeded".to_owned(),

@@ -29,13 +29,22 @@ impl Context<'_> {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| CliError::new(Exit::Internal, anyhow::anyhow!("could not start the async runtime: {e}")))?;
+            .map_err(|e| {
+                CliError::new(
+                    Exit::Internal,
+                    anyhow::anyhow!("could not start the async runtime: {e}"),
+                )
+            })?;
         Ok(runtime.block_on(future))
     }
 }
 
 /// Builds the connector `name` from the store through its flavor.
-pub(crate) fn build_connector(ctx: &Context<'_>, store: &Store, name: &str) -> CliResult<Arc<dyn ServiceConnector>> {
+pub(crate) fn build_connector(
+    ctx: &Context<'_>,
+    store: &Store,
+    name: &str,
+) -> CliResult<Arc<dyn ServiceConnector>> {
     let config = store.connector_config(name).map_err(Error::from)?;
     let flavor = ctx.registry.connector(&config.connector_type)?;
     Ok(flavor.build(config)?)
@@ -50,13 +59,16 @@ pub(crate) async fn build_step_operator(
 ) -> CliResult<Arc<dyn StepOperator>> {
     let flavor = ctx.registry.step_operator(&component.flavor)?;
     let config = serde_json::Value::Object(component.configuration.clone());
-    let config = flavor.validate_config(&config).map_err(|e| {
-        e.with_context("step_operator", component.name.clone())
-    })?;
-    let mut context = StepOperatorContext::new(component.name.clone()).with_state_dir(state_dir(ctx, &component.name)?);
+    let config = flavor
+        .validate_config(&config)
+        .map_err(|e| e.with_context("step_operator", component.name.clone()))?;
+    let mut context = StepOperatorContext::new(component.name.clone())
+        .with_state_dir(state_dir(ctx, &component.name)?);
     if let Some(connector_name) = &component.connector_name {
         let connector = build_connector(ctx, store, connector_name)?;
-        let resource_type = flavor.connector_resource_type().unwrap_or(KUBERNETES_CLUSTER);
+        let resource_type = flavor
+            .connector_resource_type()
+            .unwrap_or(KUBERNETES_CLUSTER);
         let connection = connector
             .connect(resource_type, component.connector_resource_id.as_deref())
             .await
@@ -72,9 +84,15 @@ pub(crate) fn state_dir(ctx: &Context<'_>, name: &str) -> CliResult<PathBuf> {
 }
 
 /// The step operator of the active stack (or the one named).
-pub(crate) fn step_operator_component(ctx: &Context<'_>, store: &Store, name: Option<&str>) -> CliResult<Component> {
+pub(crate) fn step_operator_component(
+    ctx: &Context<'_>,
+    store: &Store,
+    name: Option<&str>,
+) -> CliResult<Component> {
     if let Some(name) = name {
-        return Ok(store.get_component(STEP_OPERATOR, name).map_err(Error::from)?);
+        return Ok(store
+            .get_component(STEP_OPERATOR, name)
+            .map_err(Error::from)?);
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     let active = store.active_stack(&cwd).map_err(Error::from)?;
@@ -89,18 +107,24 @@ pub(crate) fn step_operator_component(ctx: &Context<'_>, store: &Store, name: Op
         .into());
     };
     let _ = ctx;
-    Ok(store.get_component(STEP_OPERATOR, &member.name).map_err(Error::from)?)
+    Ok(store
+        .get_component(STEP_OPERATOR, &member.name)
+        .map_err(Error::from)?)
 }
 
 /// Parses `key=value` labels.
-pub(crate) fn parse_labels(labels: &[String]) -> CliResult<std::collections::BTreeMap<String, String>> {
+pub(crate) fn parse_labels(
+    labels: &[String],
+) -> CliResult<std::collections::BTreeMap<String, String>> {
     labels
         .iter()
         .map(|label| {
             label
                 .split_once('=')
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| CliError::usage(format!("label `{label}` is not of the form key=value")))
+                .ok_or_else(|| {
+                    CliError::usage(format!("label `{label}` is not of the form key=value"))
+                })
         })
         .collect()
 }

@@ -11,7 +11,9 @@ use stepstack_core::secrecy::{ExposeSecret, SecretString};
 use stepstack_core::{AutoConfigureRequest, ConnectorConfig, Error, ServiceConnector};
 use stepstack_store::{ConnectorFilter, ConnectorUpdate, NewConnector, Store};
 
-use super::{DescribeArgs, ListArgs, ListResourcesArgs, NameArg, RegisterArgs, UpdateArgs, VerifyArgs};
+use super::{
+    DescribeArgs, ListArgs, ListResourcesArgs, NameArg, RegisterArgs, UpdateArgs, VerifyArgs,
+};
 use crate::commands::Context;
 use crate::commands::support::{STEP_OPERATOR, build_connector, parse_labels};
 use crate::exit::{CliError, CliResult, Exit};
@@ -33,7 +35,11 @@ pub(super) fn register(args: RegisterArgs, ctx: &Context<'_>) -> CliResult<Exit>
         ctx.block_on(flavor.auto_configure(request))??
     } else {
         let method = auth_method(&spec, args.auth_method.as_deref())?;
-        let mut config = ConnectorConfig::new(args.name.clone(), spec.connector_type.clone(), method.auth_method.clone());
+        let mut config = ConnectorConfig::new(
+            args.name.clone(),
+            spec.connector_type.clone(),
+            method.auth_method.clone(),
+        );
         apply_free_form(&mut config, method, ctx)?;
         if let Some(resource_type) = &args.resource_type {
             config.resource_types = vec![resource_type.clone()];
@@ -52,12 +58,22 @@ pub(super) fn register(args: RegisterArgs, ctx: &Context<'_>) -> CliResult<Exit>
     let report = if args.no_verify {
         None
     } else {
-        Some(verified(ctx, connector.as_ref(), args.resource_type.as_deref(), args.resource_id.as_deref(), "register")?)
+        Some(verified(
+            ctx,
+            connector.as_ref(),
+            args.resource_type.as_deref(),
+            args.resource_id.as_deref(),
+            "register",
+        )?)
     };
     let labels = parse_labels(&args.labels)?;
     let mut store = ctx.store()?;
     store
-        .create_connector(NewConnector::from_config(config).with_labels(labels).with_description(args.description))
+        .create_connector(
+            NewConnector::from_config(config)
+                .with_labels(labels)
+                .with_description(args.description),
+        )
         .map_err(Error::from)?;
     let printer = ctx.printer();
     match report {
@@ -69,7 +85,10 @@ pub(super) fn register(args: RegisterArgs, ctx: &Context<'_>) -> CliResult<Exit>
             printer.data(&report, || resources_table(&report))?;
         }
         None => {
-            printer.line(format!("Successfully registered service connector `{}`.", args.name))?;
+            printer.line(format!(
+                "Successfully registered service connector `{}`.",
+                args.name
+            ))?;
             printer.structured(&serde_json::json!({"name": args.name}))?;
         }
     }
@@ -97,7 +116,16 @@ pub(super) fn list(args: ListArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         return Ok(Exit::Ok);
     }
     printer.data(&connectors, || {
-        let mut t = table(["ACTIVE", "NAME", "ID", "TYPE", "AUTH METHOD", "RESOURCE TYPES", "RESOURCE NAME", "EXPIRES AT"]);
+        let mut t = table([
+            "ACTIVE",
+            "NAME",
+            "ID",
+            "TYPE",
+            "AUTH METHOD",
+            "RESOURCE TYPES",
+            "RESOURCE NAME",
+            "EXPIRES AT",
+        ]);
         for c in &connectors {
             t.add_row([
                 if in_use.contains(&c.name) { "●" } else { "" }.to_owned(),
@@ -105,8 +133,14 @@ pub(super) fn list(args: ListArgs, ctx: &Context<'_>) -> CliResult<Exit> {
                 c.id.simple().to_string()[..8].to_owned(),
                 c.connector_type.clone(),
                 c.auth_method.clone(),
-                if c.resource_types.is_empty() { "<any>".to_owned() } else { c.resource_types.join(", ") },
-                c.resource_id.clone().unwrap_or_else(|| "<multiple>".to_owned()),
+                if c.resource_types.is_empty() {
+                    "<any>".to_owned()
+                } else {
+                    c.resource_types.join(", ")
+                },
+                c.resource_id
+                    .clone()
+                    .unwrap_or_else(|| "<multiple>".to_owned()),
                 c.expires_at.map(|t| t.to_string()).unwrap_or_default(),
             ]);
         }
@@ -130,7 +164,14 @@ pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit>
     let mut configuration: BTreeMap<String, String> = connector
         .values
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
         .collect();
     for key in &connector.secret_keys {
         let shown = secrets
@@ -145,7 +186,10 @@ pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit>
         connector: &'a stepstack_store::Connector,
         configuration: &'a BTreeMap<String, String>,
     }
-    printer.line(format!("Service connector `{}` ({}):", connector.name, connector.connector_type))?;
+    printer.line(format!(
+        "Service connector `{}` ({}):",
+        connector.name, connector.connector_type
+    ))?;
     printer.data(
         &Described {
             connector: &connector,
@@ -157,15 +201,27 @@ pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit>
             t.add_row(["NAME".to_owned(), connector.name.clone()]);
             t.add_row(["TYPE".to_owned(), connector.connector_type.clone()]);
             t.add_row(["AUTH METHOD".to_owned(), connector.auth_method.clone()]);
-            t.add_row(["RESOURCE TYPES".to_owned(), connector.resource_types.join(", ")]);
-            t.add_row(["RESOURCE NAME".to_owned(), connector.resource_id.clone().unwrap_or_default()]);
+            t.add_row([
+                "RESOURCE TYPES".to_owned(),
+                connector.resource_types.join(", "),
+            ]);
+            t.add_row([
+                "RESOURCE NAME".to_owned(),
+                connector.resource_id.clone().unwrap_or_default(),
+            ]);
             t.add_row([
                 "EXPIRES AT".to_owned(),
-                connector.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+                connector
+                    .expires_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
             ]);
             t.add_row([
                 "SESSION DURATION".to_owned(),
-                connector.expiration_seconds.map(|s| format!("{s}s")).unwrap_or_default(),
+                connector
+                    .expiration_seconds
+                    .map(|s| format!("{s}s"))
+                    .unwrap_or_default(),
             ]);
             t.add_row(["DESCRIPTION".to_owned(), connector.description.clone()]);
             for (key, value) in &configuration {
@@ -186,15 +242,28 @@ fn describe_client(args: DescribeArgs, ctx: &Context<'_>, store: &Store) -> CliR
         .clone()
         .unwrap_or_else(|| stepstack_core::connector::KUBERNETES_CLUSTER.to_owned());
     let (connection, token) = ctx.block_on(async {
-        let connection = connector.connect(&resource_type, args.resource_id.as_deref()).await?;
+        let connection = connector
+            .connect(&resource_type, args.resource_id.as_deref())
+            .await?;
         let token = match &connection.token_source {
             Some(source) => Some(source.token().await?),
             None => None,
         };
         Ok::<_, Error>((connection, token))
     })??;
-    let static_token = connection.config.auth_info.token.as_ref().map(|t| t.expose_secret().to_owned());
-    let token_text = match (token.as_ref().map(|t| t.value.expose_secret().to_owned()).or(static_token), args.show_secrets) {
+    let static_token = connection
+        .config
+        .auth_info
+        .token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned());
+    let token_text = match (
+        token
+            .as_ref()
+            .map(|t| t.value.expose_secret().to_owned())
+            .or(static_token),
+        args.show_secrets,
+    ) {
         (Some(token), true) => token,
         (Some(_), false) => HIDDEN.to_owned(),
         (None, _) => "<none: client certificate, exec plugin or basic auth>".to_owned(),
@@ -236,10 +305,20 @@ fn describe_client(args: DescribeArgs, ctx: &Context<'_>, store: &Store) -> CliR
         let mut t = table(["PROPERTY", "VALUE"]);
         t.add_row(["SERVER", client.server.as_str()]);
         t.add_row(["DEFAULT NAMESPACE", client.default_namespace.as_str()]);
-        t.add_row(["CERTIFICATE AUTHORITY", if client.certificate_authority { "set" } else { "system roots" }]);
+        t.add_row([
+            "CERTIFICATE AUTHORITY",
+            if client.certificate_authority {
+                "set"
+            } else {
+                "system roots"
+            },
+        ]);
         t.add_row(["INSECURE", if client.insecure { "yes" } else { "no" }]);
         t.add_row(["TOKEN", client.token.as_str()]);
-        t.add_row(["EXPIRES AT", client.expires_at.as_deref().unwrap_or("never")]);
+        t.add_row([
+            "EXPIRES AT",
+            client.expires_at.as_deref().unwrap_or("never"),
+        ]);
         t
     })?;
     Ok(Exit::Ok)
@@ -267,7 +346,8 @@ pub(super) fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             "resource_type" | "resource_types" => config.resource_types.clear(),
             "expiration_seconds" => config.expiration_seconds = None,
             other => {
-                let removed = config.values.remove(other).is_some() | config.secrets.remove(other).is_some();
+                let removed =
+                    config.values.remove(other).is_some() | config.secrets.remove(other).is_some();
                 if !removed {
                     return Err(CliError::usage(format!(
                         "connector `{}` has no attribute `{other}` to remove",
@@ -290,7 +370,9 @@ pub(super) fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut update = ConnectorUpdate::replace_with(config.clone());
     update.description = args.description;
     update.labels = parse_labels(&args.labels)?;
-    store.update_connector(&old_name, update).map_err(Error::from)?;
+    store
+        .update_connector(&old_name, update)
+        .map_err(Error::from)?;
     let printer = ctx.printer();
     match report {
         Some(report) => {
@@ -300,7 +382,10 @@ pub(super) fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             ))?;
             printer.data(&report, || resources_table(&report))?;
         }
-        None => printer.line(format!("Successfully updated service connector `{}`.", config.name))?,
+        None => printer.line(format!(
+            "Successfully updated service connector `{}`.",
+            config.name
+        ))?,
     }
     Ok(Exit::Ok)
 }
@@ -308,19 +393,24 @@ pub(super) fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 pub(super) fn delete(args: NameArg, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
     let deleted = store.delete_connector(&args.name).map_err(Error::from)?;
-    ctx.printer().line(format!("Deleted service connector: {}", deleted.name))?;
+    ctx.printer()
+        .line(format!("Deleted service connector: {}", deleted.name))?;
     Ok(Exit::Ok)
 }
 
 pub(super) fn verify(args: VerifyArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
     let connector = build_connector(ctx, &store, &args.name)?;
-    let report = ctx.block_on(connector.verify(args.resource_type.as_deref(), args.resource_id.as_deref()))??;
+    let report = ctx
+        .block_on(connector.verify(args.resource_type.as_deref(), args.resource_id.as_deref()))??;
     let printer = ctx.printer();
     if let Some(error) = failure(&report) {
         return Err(CliError::new(
             Exit::Connection,
-            anyhow::anyhow!("service connector '{}' verification failed: {error}", args.name),
+            anyhow::anyhow!(
+                "service connector '{}' verification failed: {error}",
+                args.name
+            ),
         ));
     }
     printer.line(format!(
@@ -344,7 +434,10 @@ pub(super) fn login(args: VerifyArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             let kind = e.kind();
             CliError::new(
                 Exit::for_kind(kind),
-                anyhow::anyhow!("service connector '{}' could not configure the local client: {e}", args.name),
+                anyhow::anyhow!(
+                    "service connector '{}' could not configure the local client: {e}",
+                    args.name
+                ),
             )
         })?;
     let spec = connector.connector_type();
@@ -354,7 +447,9 @@ pub(super) fn login(args: VerifyArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         "The '{}' {} was used to successfully configure the local {} client.",
         args.name,
         spec.name,
-        spec.resource_type(&resource_type).map(|r| r.name.as_str()).unwrap_or(&resource_type)
+        spec.resource_type(&resource_type)
+            .map(|r| r.name.as_str())
+            .unwrap_or(&resource_type)
     ))?;
     Ok(Exit::Ok)
 }
@@ -375,29 +470,38 @@ pub(super) fn list_resources(args: ListResourcesArgs, ctx: &Context<'_>) -> CliR
     filter.connector_type = args.connector_type.clone();
     filter.resource_type = args.resource_type.clone();
     let stored = store.list_connectors(&filter).map_err(Error::from)?;
-    let mut built: Vec<(stepstack_store::Connector, CliResult<Arc<dyn ServiceConnector>>)> = Vec::new();
+    let mut built: Vec<(
+        stepstack_store::Connector,
+        CliResult<Arc<dyn ServiceConnector>>,
+    )> = Vec::new();
     for connector in stored {
         let result = build_connector(ctx, &store, &connector.name);
         built.push((connector, result));
     }
     let resource_type = args.resource_type.as_deref();
     let resource_id = args.resource_id.as_deref();
-    let reports = ctx.block_on(futures::future::join_all(built.iter().map(|(_, result)| async move {
-        match result {
-            Ok(connector) => connector.verify(resource_type, resource_id).await.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("{:#}", e.error)),
-        }
-    })))?;
+    let reports = ctx.block_on(futures::future::join_all(built.iter().map(
+        |(_, result)| async move {
+            match result {
+                Ok(connector) => connector
+                    .verify(resource_type, resource_id)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{:#}", e.error)),
+            }
+        },
+    )))?;
     let mut rows = Vec::new();
     for ((connector, _), report) in built.iter().zip(reports) {
-        let base = |resource_type: String, resource_ids: Vec<String>, error: Option<String>| ResourceRow {
-            connector_id: connector.id.to_string(),
-            connector_name: connector.name.clone(),
-            connector_type: connector.connector_type.clone(),
-            resource_type,
-            resource_ids,
-            error,
-        };
+        let base =
+            |resource_type: String, resource_ids: Vec<String>, error: Option<String>| ResourceRow {
+                connector_id: connector.id.to_string(),
+                connector_name: connector.name.clone(),
+                connector_type: connector.connector_type.clone(),
+                resource_type,
+                resource_ids,
+                error,
+            };
         match report {
             Ok(report) => {
                 for entry in &report.resources {
@@ -424,11 +528,27 @@ pub(super) fn list_resources(args: ListResourcesArgs, ctx: &Context<'_>) -> CliR
         printer.line("No service connector resources match the given filters.")?;
         return Ok(Exit::Ok);
     }
-    let what = args.resource_type.as_deref().map(|r| format!("'{r}' ")).unwrap_or_default();
-    let by = args.connector_type.as_deref().map(|t| format!("'{t}' ")).unwrap_or_default();
-    printer.line(format!("The following {what}resources can be accessed by {by}service connectors:"))?;
+    let what = args
+        .resource_type
+        .as_deref()
+        .map(|r| format!("'{r}' "))
+        .unwrap_or_default();
+    let by = args
+        .connector_type
+        .as_deref()
+        .map(|t| format!("'{t}' "))
+        .unwrap_or_default();
+    printer.line(format!(
+        "The following {what}resources can be accessed by {by}service connectors:"
+    ))?;
     printer.data(&rows, || {
-        let mut t = table(["CONNECTOR ID", "CONNECTOR NAME", "CONNECTOR TYPE", "RESOURCE TYPE", "RESOURCE NAMES"]);
+        let mut t = table([
+            "CONNECTOR ID",
+            "CONNECTOR NAME",
+            "CONNECTOR TYPE",
+            "RESOURCE TYPE",
+            "RESOURCE NAMES",
+        ]);
         for row in &rows {
             let names = match &row.error {
                 Some(error) => format!("error: {}", truncate(error, MAX_TABLE_ERROR)),
@@ -448,8 +568,17 @@ pub(super) fn list_resources(args: ListResourcesArgs, ctx: &Context<'_>) -> CliR
 }
 
 /// The auth method `requested`, or the type's only one.
-fn auth_method<'a>(spec: &'a ConnectorTypeSpec, requested: Option<&str>) -> CliResult<&'a AuthMethodSpec> {
-    let available = || spec.auth_methods.iter().map(|m| m.auth_method.as_str()).collect::<Vec<_>>().join(", ");
+fn auth_method<'a>(
+    spec: &'a ConnectorTypeSpec,
+    requested: Option<&str>,
+) -> CliResult<&'a AuthMethodSpec> {
+    let available = || {
+        spec.auth_methods
+            .iter()
+            .map(|m| m.auth_method.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match requested {
         Some(method) => spec.auth_method(method).ok_or_else(|| {
             CliError::usage(format!(
@@ -468,11 +597,18 @@ fn auth_method<'a>(spec: &'a ConnectorTypeSpec, requested: Option<&str>) -> CliR
 }
 
 /// Puts the free-form `--key=value` arguments into `config`, secret ones as secrets.
-fn apply_free_form(config: &mut ConnectorConfig, method: &AuthMethodSpec, ctx: &Context<'_>) -> CliResult {
+fn apply_free_form(
+    config: &mut ConnectorConfig,
+    method: &AuthMethodSpec,
+    ctx: &Context<'_>,
+) -> CliResult {
     let typed = typed_values(&ctx.free_form, &method.config_schema)?;
     for (key, value) in typed {
         if method.is_secret(&key) {
-            let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+            let text = value
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
             config.values.remove(&key);
             config.secrets.insert(key, SecretString::from(text));
         } else {
@@ -549,7 +685,9 @@ fn connectors_of_active_stack(store: &Store) -> Vec<String> {
         .stack
         .components
         .iter()
-        .filter_map(|(component_type, member)| store.get_component(component_type, &member.name).ok())
+        .filter_map(|(component_type, member)| {
+            store.get_component(component_type, &member.name).ok()
+        })
         .filter(|c| c.component_type == STEP_OPERATOR || c.connector_name.is_some())
         .filter_map(|c| c.connector_name)
         .collect()

@@ -23,7 +23,14 @@ pub(super) fn register(args: RegisterArgs, ctx: &Context<'_>) -> CliResult<Exit>
     let mut store = ctx.store()?;
     // Check the connector before anything is stored, so a failed link leaves no component.
     let link = match &args.connector {
-        Some(connector) => Some(resolve_link(ctx, &store, flavor.connector_resource_type(), connector, args.resource_id.clone(), false)?),
+        Some(connector) => Some(resolve_link(
+            ctx,
+            &store,
+            flavor.connector_resource_type(),
+            connector,
+            args.resource_id.clone(),
+            false,
+        )?),
         None => None,
     };
     let mut new = NewComponent::new(STEP_OPERATOR, args.flavor.clone(), args.name.clone())
@@ -34,7 +41,10 @@ pub(super) fn register(args: RegisterArgs, ctx: &Context<'_>) -> CliResult<Exit>
     }
     store.create_component(new).map_err(Error::from)?;
     let printer = ctx.printer();
-    printer.line(format!("Successfully registered step operator `{}`.", args.name))?;
+    printer.line(format!(
+        "Successfully registered step operator `{}`.",
+        args.name
+    ))?;
     if let Some(link) = link {
         print_link(ctx, &args.name, &link)?;
     }
@@ -96,16 +106,27 @@ pub(super) fn list(ctx: &Context<'_>) -> CliResult<Exit> {
 
 pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
-    let component = store.get_component(STEP_OPERATOR, &args.name).map_err(Error::from)?;
+    let component = store
+        .get_component(STEP_OPERATOR, &args.name)
+        .map_err(Error::from)?;
     let printer = ctx.printer();
     if !args.effective {
-        printer.line(format!("Step operator `{}` ({} flavor):", component.name, component.flavor))?;
+        printer.line(format!(
+            "Step operator `{}` ({} flavor):",
+            component.name, component.flavor
+        ))?;
         printer.data(&component, || {
             let mut t = table(["PROPERTY", "VALUE"]);
             t.add_row(["ID".to_owned(), component.id.to_string()]);
             t.add_row(["FLAVOR".to_owned(), component.flavor.clone()]);
-            t.add_row(["CONNECTOR".to_owned(), component.connector_name.clone().unwrap_or_default()]);
-            t.add_row(["RESOURCE".to_owned(), component.connector_resource_id.clone().unwrap_or_default()]);
+            t.add_row([
+                "CONNECTOR".to_owned(),
+                component.connector_name.clone().unwrap_or_default(),
+            ]);
+            t.add_row([
+                "RESOURCE".to_owned(),
+                component.connector_resource_id.clone().unwrap_or_default(),
+            ]);
             for (key, value) in &component.configuration {
                 t.add_row([format!("config: {key}"), value.to_string()]);
             }
@@ -130,15 +151,22 @@ pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit>
             .map_err(|e| CliError::usage(e.to_string()))?;
         let step = args.step.clone().unwrap_or_default();
         if matches!(document, LoadedDocument::RunConfig { .. }) && args.step.is_none() {
-            return Err(CliError::usage("the settings file is a run configuration; name the step with --step"));
+            return Err(CliError::usage(
+                "the settings file is a run configuration; name the step with --step",
+            ));
         }
         layers = document.add_layers(&step, &file.display().to_string(), layers);
     }
     for input in &args.overrides {
-        layers = layers.with_override(input).map_err(|e| CliError::usage(e.to_string()))?;
+        layers = layers
+            .with_override(input)
+            .map_err(|e| CliError::usage(e.to_string()))?;
     }
     let effective = layers.resolve().map_err(|report| {
-        let mut message = format!("the effective settings of `{}` are invalid:", component.name);
+        let mut message = format!(
+            "the effective settings of `{}` are invalid:",
+            component.name
+        );
         for issue in &report.issues {
             message.push_str(&format!("\n  {issue}"));
         }
@@ -154,11 +182,16 @@ pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit>
         .provenance()
         .map(|(path, source)| Setting {
             path: path.to_owned(),
-            value: lookup(&effective.value, path).cloned().unwrap_or(serde_json::Value::Null),
+            value: lookup(&effective.value, path)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
             layer: format!("{:?}{}", source.layer, origin_suffix(&source.origin)),
         })
         .collect();
-    printer.line(format!("Effective settings of step operator `{}`:", component.name))?;
+    printer.line(format!(
+        "Effective settings of step operator `{}`:",
+        component.name
+    ))?;
     printer.data(&settings, || {
         let mut t = table(["SETTING", "VALUE", "SET BY"]);
         for s in &settings {
@@ -171,7 +204,9 @@ pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit>
 
 pub(super) fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let component = store.get_component(STEP_OPERATOR, &args.name).map_err(Error::from)?;
+    let component = store
+        .get_component(STEP_OPERATOR, &args.name)
+        .map_err(Error::from)?;
     let flavor = ctx.registry.step_operator(&component.flavor)?;
     let mut configuration = component.configuration.clone();
     configuration.extend(typed_values(&ctx.free_form, &flavor.config_schema())?);
@@ -192,22 +227,30 @@ pub(super) fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     store
         .update_component(STEP_OPERATOR, &component.name, update)
         .map_err(Error::from)?;
-    ctx.printer()
-        .line(format!("Successfully updated step operator `{}`.", component.name))?;
+    ctx.printer().line(format!(
+        "Successfully updated step operator `{}`.",
+        component.name
+    ))?;
     Ok(Exit::Ok)
 }
 
 pub(super) fn delete(args: NameArg, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let deleted = store.delete_component(STEP_OPERATOR, &args.name).map_err(Error::from)?;
-    ctx.printer()
-        .line(format!("Successfully deleted step operator `{}`.", deleted.name))?;
+    let deleted = store
+        .delete_component(STEP_OPERATOR, &args.name)
+        .map_err(Error::from)?;
+    ctx.printer().line(format!(
+        "Successfully deleted step operator `{}`.",
+        deleted.name
+    ))?;
     Ok(Exit::Ok)
 }
 
 pub(super) fn connect(args: ConnectArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let component = store.get_component(STEP_OPERATOR, &args.name).map_err(Error::from)?;
+    let component = store
+        .get_component(STEP_OPERATOR, &args.name)
+        .map_err(Error::from)?;
     let flavor = ctx.registry.step_operator(&component.flavor)?;
     let link = resolve_link(
         ctx,
@@ -218,7 +261,12 @@ pub(super) fn connect(args: ConnectArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         args.no_verify,
     )?;
     store
-        .connect_component(STEP_OPERATOR, &component.name, &link.connector, link.resource_id.as_deref())
+        .connect_component(
+            STEP_OPERATOR,
+            &component.name,
+            &link.connector,
+            link.resource_id.as_deref(),
+        )
         .map_err(Error::from)?;
     print_link(ctx, &component.name, &link)?;
     Ok(Exit::Ok)
@@ -226,7 +274,9 @@ pub(super) fn connect(args: ConnectArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 
 pub(super) fn disconnect(args: NameArg, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let component = store.disconnect_component(STEP_OPERATOR, &args.name).map_err(Error::from)?;
+    let component = store
+        .disconnect_component(STEP_OPERATOR, &args.name)
+        .map_err(Error::from)?;
     ctx.printer().line(format!(
         "Successfully disconnected the service connector from step operator `{}`.",
         component.name
@@ -255,10 +305,14 @@ fn resolve_link(
     no_verify: bool,
 ) -> CliResult<Link> {
     let Some(resource_type) = required else {
-        return Err(CliError::usage("this step-operator flavor does not support using a service connector"));
+        return Err(CliError::usage(
+            "this step-operator flavor does not support using a service connector",
+        ));
     };
     let stored = store.get_connector(connector).map_err(Error::from)?;
-    if !stored.resource_types.is_empty() && !stored.resource_types.iter().any(|t| t == resource_type) {
+    if !stored.resource_types.is_empty()
+        && !stored.resource_types.iter().any(|t| t == resource_type)
+    {
         return Err(CliError::usage(format!(
             "service connector `{}` does not provide the '{resource_type}' resource type; it provides: {}",
             stored.name,
@@ -268,23 +322,34 @@ fn resolve_link(
     let mut resource_id = resource_id.or_else(|| stored.resource_id.clone());
     if !no_verify {
         let built = build_connector(ctx, store, &stored.name)?;
-        let report = ctx
-            .block_on(built.verify(Some(resource_type), resource_id.as_deref()))??;
+        let report = ctx.block_on(built.verify(Some(resource_type), resource_id.as_deref()))??;
         let entry = report.entry(resource_type);
-        if let Some(error) = report.error.clone().or_else(|| entry.and_then(|e| e.error.clone())) {
+        if let Some(error) = report
+            .error
+            .clone()
+            .or_else(|| entry.and_then(|e| e.error.clone()))
+        {
             return Err(CliError::new(
                 Exit::Connection,
-                anyhow::anyhow!("service connector `{}` cannot reach the {resource_type}: {error}", stored.name),
+                anyhow::anyhow!(
+                    "service connector `{}` cannot reach the {resource_type}: {error}",
+                    stored.name
+                ),
             ));
         }
-        let ids = entry.and_then(|e| e.resource_ids.clone()).unwrap_or_default();
+        let ids = entry
+            .and_then(|e| e.resource_ids.clone())
+            .unwrap_or_default();
         match (resource_id.as_ref(), ids.as_slice()) {
             (Some(_), _) => {}
             (None, [only]) => resource_id = Some(only.clone()),
             (None, []) => {
                 return Err(Error::new(
                     ErrorKind::NotFound,
-                    format!("service connector `{}` reaches no {resource_type} resources", stored.name),
+                    format!(
+                        "service connector `{}` reaches no {resource_type} resources",
+                        stored.name
+                    ),
                 )
                 .into());
             }
@@ -308,9 +373,17 @@ fn resolve_link(
 
 fn print_link(ctx: &Context<'_>, name: &str, link: &Link) -> CliResult {
     let printer = ctx.printer();
-    printer.line(format!("Successfully connected step operator `{name}` to the following resources:"))?;
+    printer.line(format!(
+        "Successfully connected step operator `{name}` to the following resources:"
+    ))?;
     printer.data(link, || {
-        let mut t = table(["CONNECTOR ID", "CONNECTOR NAME", "CONNECTOR TYPE", "RESOURCE TYPE", "RESOURCE NAMES"]);
+        let mut t = table([
+            "CONNECTOR ID",
+            "CONNECTOR NAME",
+            "CONNECTOR TYPE",
+            "RESOURCE TYPE",
+            "RESOURCE NAMES",
+        ]);
         t.add_row([
             link.connector_id[..8].to_owned(),
             link.connector.clone(),
@@ -343,7 +416,11 @@ fn lookup<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json
 
 fn origin_suffix(origin: &str) -> String {
     let origin = origin.trim().trim_end_matches(':').trim();
-    if origin.is_empty() { String::new() } else { format!(" ({origin})") }
+    if origin.is_empty() {
+        String::new()
+    } else {
+        format!(" ({origin})")
+    }
 }
 
 #[cfg(test)]
@@ -353,7 +430,10 @@ mod tests {
     #[test]
     fn lookup_follows_keys_and_indexes() {
         let value = serde_json::json!({"pod_settings": {"tolerations": [{"key": "gpu"}]}});
-        assert_eq!(lookup(&value, "pod_settings.tolerations[0].key").unwrap(), "gpu");
+        assert_eq!(
+            lookup(&value, "pod_settings.tolerations[0].key").unwrap(),
+            "gpu"
+        );
         assert!(lookup(&value, "pod_settings.tolerations[3].key").is_none());
     }
 }
