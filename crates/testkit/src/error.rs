@@ -28,6 +28,21 @@ impl StatusCause {
     }
 }
 
+/// The `details` of a [`ApiError`] (boxed to keep the error small).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorDetails {
+    /// `details.name`, if any.
+    pub name: Option<String>,
+    /// `details.group`, if any.
+    pub group: Option<String>,
+    /// `details.kind` (the resource plural, as the real API server reports it), if any.
+    pub kind: Option<String>,
+    /// `details.causes`.
+    pub causes: Vec<StatusCause>,
+    /// `details.retryAfterSeconds` (and the `Retry-After` header), if any.
+    pub retry_after_seconds: Option<u64>,
+}
+
 /// A Kubernetes API error, rendered on the wire as a `meta/v1` `Status` object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
@@ -38,16 +53,8 @@ pub struct ApiError {
     pub reason: String,
     /// The `Status.message`.
     pub message: String,
-    /// `details.name`, if any.
-    pub details_name: Option<String>,
-    /// `details.group`, if any.
-    pub details_group: Option<String>,
-    /// `details.kind` (the resource plural, as the real API server reports it), if any.
-    pub details_kind: Option<String>,
-    /// `details.causes`.
-    pub causes: Vec<StatusCause>,
-    /// `details.retryAfterSeconds` (and the `Retry-After` header), if any.
-    pub retry_after_seconds: Option<u64>,
+    /// `Status.details`.
+    pub details: Box<ErrorDetails>,
 }
 
 impl ApiError {
@@ -57,20 +64,26 @@ impl ApiError {
             code,
             reason: reason.into(),
             message: message.into(),
-            details_name: None,
-            details_group: None,
-            details_kind: None,
-            causes: Vec::new(),
-            retry_after_seconds: None,
+            details: Box::default(),
         }
+    }
+
+    /// The field causes (for 422 Invalid).
+    pub fn causes(&self) -> &[StatusCause] {
+        &self.details.causes
+    }
+
+    /// The `Retry-After` delay, if any.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.details.retry_after_seconds
     }
 
     fn with_details(mut self, kind: &str, name: &str) -> Self {
         let (group, plural) = split_group(kind);
-        self.details_kind = Some(plural.to_string());
-        self.details_group = group.map(str::to_string);
+        self.details.kind = Some(plural.to_string());
+        self.details.group = group.map(str::to_string);
         if !name.is_empty() {
-            self.details_name = Some(name.to_string());
+            self.details.name = Some(name.to_string());
         }
         self
     }
@@ -83,8 +96,12 @@ impl ApiError {
 
     /// 409 AlreadyExists: `pods "x" already exists`.
     pub fn already_exists(kind: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{kind} \"{name}\" already exists"))
-            .with_details(kind, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{kind} \"{name}\" already exists"),
+        )
+        .with_details(kind, name)
     }
 
     /// 409 Conflict on a stale resourceVersion, with the real API server's message.
@@ -123,10 +140,10 @@ impl ApiError {
             format!("{kind} \"{name}\" is invalid: {detail}"),
         );
         let (group, k) = split_group(kind);
-        e.details_kind = Some(k.to_string());
-        e.details_group = group.map(str::to_string);
-        e.details_name = Some(name.to_string());
-        e.causes = causes;
+        e.details.kind = Some(k.to_string());
+        e.details.group = group.map(str::to_string);
+        e.details.name = Some(name.to_string());
+        e.details.causes = causes;
         e
     }
 
@@ -162,12 +179,25 @@ impl ApiError {
         Self::new(405, "MethodNotAllowed", message)
     }
 
-    /// 415 UnsupportedMediaType.
+    /// 415 UnsupportedMediaType for a PATCH content type.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+            ),
+        )
+    }
+
+    /// 415 UnsupportedMediaType for a request body format the emulator cannot decode.
+    pub fn unsupported_body_format(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+            ),
         )
     }
 
@@ -178,7 +208,7 @@ impl ApiError {
             "TooManyRequests",
             "Too many requests, please try again later.",
         );
-        e.retry_after_seconds = Some(retry_after_seconds);
+        e.details.retry_after_seconds = Some(retry_after_seconds);
         e
     }
 
@@ -222,27 +252,30 @@ impl ApiError {
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.details_name {
+        let d = &self.details;
+        if let Some(n) = &d.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.details_group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.details_kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
+        if !d.causes.is_empty() {
             details.insert(
                 "causes".into(),
                 Value::Array(
-                    self.causes
+                    d.causes
                         .iter()
-                        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                        .map(
+                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                        )
                         .collect(),
                 ),
             );
         }
-        if let Some(r) = self.retry_after_seconds {
+        if let Some(r) = d.retry_after_seconds {
             details.insert("retryAfterSeconds".into(), json!(r));
         }
         if !details.is_empty() {
@@ -279,7 +312,11 @@ mod tests {
         let e = ApiError::invalid(
             "Pod",
             "Bad_Name",
-            vec![StatusCause::new("metadata.name", "FieldValueInvalid", "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain")],
+            vec![StatusCause::new(
+                "metadata.name",
+                "FieldValueInvalid",
+                "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain",
+            )],
         );
         let s = e.to_status_json();
         assert_eq!(s["code"], 422);

@@ -70,11 +70,20 @@ impl LabelSelector {
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let req = match e.get("operator").and_then(Value::as_str) {
                     Some("In") => LabelRequirement::In(key, values),
@@ -129,7 +138,11 @@ fn parse_set(key: &str, rest: &str, s: &str) -> Result<(String, Vec<String>), Ap
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: {s:?}: expected a set of values in parentheses")))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: {s:?}: expected a set of values in parentheses"
+            ))
+        })?;
     let values = inner
         .split(',')
         .map(|v| v.trim().to_string())
@@ -156,7 +169,10 @@ fn parse_label_requirement(s: &str) -> Result<LabelRequirement, ApiError> {
     }
     if let Some((k, v)) = s.split_once("!=") {
         check_label_key(k.trim(), s)?;
-        return Ok(LabelRequirement::NotEquals(k.trim().into(), v.trim().into()));
+        return Ok(LabelRequirement::NotEquals(
+            k.trim().into(),
+            v.trim().into(),
+        ));
     }
     if let Some((k, v)) = s.split_once("==").or_else(|| s.split_once('=')) {
         check_label_key(k.trim(), s)?;
@@ -343,6 +359,11 @@ mod tests {
         let f = FieldSelector::parse("metadata.name=p,status.phase!=Failed").unwrap();
         assert!(f.matches(&o));
         assert!(f.check_supported(ResourceKind::Pod).is_ok());
-        assert!(FieldSelector::parse("spec.foo=1").unwrap().check_supported(ResourceKind::Pod).is_err());
+        assert!(
+            FieldSelector::parse("spec.foo=1")
+                .unwrap()
+                .check_supported(ResourceKind::Pod)
+                .is_err()
+        );
     }
 }

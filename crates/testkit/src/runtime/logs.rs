@@ -12,8 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncSeekExt, BufReader};
 use tokio::sync::{mpsc, watch};
+
+use crate::error::{ApiError, StatusCause};
 
 /// Longest record; longer lines are split into partial (`P`) records.
 const MAX_RECORD: usize = 16 * 1024;
@@ -84,7 +87,9 @@ impl LogFile {
         };
         match file.write_all(&out) {
             Ok(()) => self.progress.send_modify(|p| p.len += out.len() as u64),
-            Err(e) => tracing::warn!(path = %self.path.display(), error = %e, "cannot write container log"),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot write container log")
+            }
         }
     }
 
@@ -97,6 +102,7 @@ impl LogFile {
     }
 
     /// Whether [`LogFile::close`] was called.
+    #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
         self.progress.borrow().closed
     }
@@ -163,16 +169,19 @@ pub(crate) async fn pump<R: AsyncRead + Unpin>(mut reader: R, stream: &'static s
         pending.extend_from_slice(&buf[..n]);
         let mut records: Vec<(&'static str, bool, &[u8])> = Vec::new();
         let mut start = 0;
-        let mut i = 0;
-        while i < pending.len() {
-            if pending[i] == b'\n' {
-                records.push((stream, true, &pending[start..i]));
-                start = i + 1;
-            } else if i + 1 - start >= MAX_RECORD {
-                records.push((stream, false, &pending[start..=i]));
-                start = i + 1;
+        loop {
+            let rest = &pending[start..];
+            match rest.iter().position(|b| *b == b'\n') {
+                Some(i) if i < MAX_RECORD => {
+                    records.push((stream, true, &rest[..i]));
+                    start += i + 1;
+                }
+                _ if rest.len() >= MAX_RECORD => {
+                    records.push((stream, false, &rest[..MAX_RECORD]));
+                    start += MAX_RECORD;
+                }
+                _ => break,
             }
-            i += 1;
         }
         log.append(&records);
         pending.drain(..start);
@@ -352,6 +361,176 @@ async fn read_into(
     }
 }
 
+/// Picks the container a `pods/log` request is about and checks that it has a log of
+/// the requested instance, with the real API server's and kubelet's 400 messages.
+pub(crate) fn resolve_container(
+    pod: &Value,
+    container: Option<&str>,
+    previous: bool,
+) -> Result<String, ApiError> {
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let names = |list: &str| -> Vec<String> {
+        pod.pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    let containers = names("containers");
+    let inits = names("initContainers");
+    let name = match container.filter(|c| !c.is_empty()) {
+        Some(c) => {
+            if !containers.iter().chain(inits.iter()).any(|n| n == c) {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {pod_name}"
+                )));
+            }
+            c.to_string()
+        }
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            let mut msg = format!(
+                "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+                containers.join(" ")
+            );
+            if !inits.is_empty() {
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    inits.join(" ")
+                ));
+            }
+            return Err(ApiError::bad_request(msg));
+        }
+    };
+    let status = ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .filter_map(|l| {
+            pod.pointer(&format!("/status/{l}"))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(name.as_str()));
+    let waiting_msg = |reason: &str| {
+        ApiError::bad_request(format!(
+            "container \"{name}\" in pod \"{pod_name}\" is waiting to start: {reason}"
+        ))
+    };
+    let Some(status) = status else {
+        return Err(waiting_msg("ContainerCreating"));
+    };
+    let last_terminated = status
+        .pointer("/lastState/terminated")
+        .filter(|t| t.get("containerID").is_some());
+    if previous {
+        return match last_terminated {
+            Some(_) => Ok(name),
+            None => Err(ApiError::bad_request(format!(
+                "previous terminated container \"{name}\" in pod \"{pod_name}\" not found"
+            ))),
+        };
+    }
+    let state = status.get("state");
+    if state.and_then(|s| s.get("running")).is_some() {
+        return Ok(name);
+    }
+    if let Some(t) = state.and_then(|s| s.get("terminated")) {
+        if t.get("containerID").is_some() || last_terminated.is_some() {
+            return Ok(name);
+        }
+        return Err(ApiError::bad_request(format!(
+            "container \"{name}\" in pod \"{pod_name}\" is terminated"
+        )));
+    }
+    if last_terminated.is_some() {
+        return Ok(name);
+    }
+    match state
+        .and_then(|s| s.pointer("/waiting/reason"))
+        .and_then(Value::as_str)
+    {
+        Some("ErrImagePull") => Err(waiting_msg("image can't be pulled")),
+        Some("ImagePullBackOff") => Err(waiting_msg("trying and failing to pull image")),
+        Some(reason) => Err(waiting_msg(reason)),
+        None => Err(ApiError::bad_request(format!(
+            "container \"{name}\" in pod \"{pod_name}\" is waiting to start - no logs yet"
+        ))),
+    }
+}
+
+/// Validates the time and size options of a `pods/log` request.
+pub(crate) fn read_options(
+    pod_name: &str,
+    follow: bool,
+    timestamps: bool,
+    since_seconds: Option<i64>,
+    since_time: Option<&str>,
+    tail_lines: Option<i64>,
+    limit_bytes: Option<i64>,
+) -> Result<ReadOptions, ApiError> {
+    let mut causes = Vec::new();
+    if since_seconds.is_some() && since_time.is_some() {
+        causes.push(StatusCause::new(
+            "",
+            "FieldValueForbidden",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ));
+    }
+    if let Some(s) = since_seconds
+        && s < 1
+    {
+        causes.push(StatusCause::new(
+            "sinceSeconds",
+            "FieldValueInvalid",
+            format!("Invalid value: {s}: must be greater than 0"),
+        ));
+    }
+    if let Some(t) = tail_lines
+        && t < 0
+    {
+        causes.push(StatusCause::new(
+            "tailLines",
+            "FieldValueInvalid",
+            format!("Invalid value: {t}: must be greater than or equal to 0"),
+        ));
+    }
+    if let Some(b) = limit_bytes
+        && b < 1
+    {
+        causes.push(StatusCause::new(
+            "limitBytes",
+            "FieldValueInvalid",
+            format!("Invalid value: {b}: must be greater than 0"),
+        ));
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("PodLogOptions", pod_name, causes));
+    }
+    let since = match (since_seconds, since_time) {
+        (Some(s), _) => Some(
+            jiff::Timestamp::now()
+                .saturating_sub(jiff::SignedDuration::from_secs(s))
+                .unwrap_or(jiff::Timestamp::MIN),
+        ),
+        (None, Some(t)) => Some(t.parse::<jiff::Timestamp>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "parsing time \"{t}\" as \"2006-01-02T15:04:05Z07:00\": cannot parse"
+            ))
+        })?),
+        (None, None) => None,
+    };
+    Ok(ReadOptions {
+        follow,
+        timestamps,
+        since,
+        tail_lines: tail_lines.map(|t| t as u64),
+        limit_bytes: limit_bytes.map(|b| b as u64),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,13 +565,110 @@ mod tests {
         assert!(parse_record(b"garbage").is_none());
     }
 
+    #[test]
+    fn container_choice_and_state_errors() {
+        use serde_json::json;
+        let pod = |containers: serde_json::Value, statuses: serde_json::Value| {
+            json!({"metadata": {"name": "x"}, "spec": {"containers": containers},
+                "status": {"containerStatuses": statuses}})
+        };
+        let one = json!([{"name": "main"}]);
+        let two = json!([{"name": "a"}, {"name": "b"}]);
+        let e = resolve_container(&pod(two, json!([])), None, false).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert_eq!(
+            e.message,
+            "a container name must be specified for pod x, choose one of: [a b]"
+        );
+        let e = resolve_container(&pod(one.clone(), json!([])), Some("zzz"), false).unwrap_err();
+        assert_eq!(e.message, "container zzz is not valid for pod x");
+        let e = resolve_container(&pod(one.clone(), json!([])), None, false).unwrap_err();
+        assert_eq!(
+            e.message,
+            "container \"main\" in pod \"x\" is waiting to start: ContainerCreating"
+        );
+        let waiting = |reason: &str| json!([{"name": "main", "state": {"waiting": {"reason": reason}}, "lastState": {}}]);
+        let e = resolve_container(&pod(one.clone(), waiting("ImagePullBackOff")), None, false)
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "container \"main\" in pod \"x\" is waiting to start: trying and failing to pull image"
+        );
+        let e = resolve_container(&pod(one.clone(), waiting("ContainerCreating")), None, true)
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "previous terminated container \"main\" in pod \"x\" not found"
+        );
+        let running = json!([{"name": "main", "state": {"running": {}}, "lastState": {"terminated": {"containerID": "c://1", "exitCode": 1}}}]);
+        assert_eq!(
+            resolve_container(&pod(one.clone(), running.clone()), None, false).unwrap(),
+            "main"
+        );
+        assert_eq!(
+            resolve_container(&pod(one, running), None, true).unwrap(),
+            "main"
+        );
+    }
+
+    #[test]
+    fn log_option_validation() {
+        assert!(
+            read_options(
+                "x",
+                false,
+                false,
+                Some(5),
+                Some("2026-01-01T00:00:00Z"),
+                None,
+                None
+            )
+            .is_err()
+        );
+        assert_eq!(
+            read_options("x", false, false, None, None, Some(-1), None)
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            read_options("x", false, false, None, None, None, Some(0))
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            read_options("x", false, false, None, Some("yesterday"), None, None)
+                .unwrap_err()
+                .code,
+            400
+        );
+        let o = read_options(
+            "x",
+            true,
+            true,
+            None,
+            Some("2026-01-01T00:00:00Z"),
+            Some(3),
+            Some(10),
+        )
+        .unwrap();
+        assert!(o.follow && o.timestamps);
+        assert_eq!(o.tail_lines, Some(3));
+        assert_eq!(o.limit_bytes, Some(10));
+        assert!(o.since.is_some());
+    }
+
     #[tokio::test]
     async fn pump_splits_lines_and_reads_back() {
         let (_d, log) = new_log();
         let input: &[u8] = b"one\ntwo\nthree";
         pump(input, "stdout", log.clone()).await;
         log.close();
-        assert_eq!(collect(&log, ReadOptions::default()).await, "one\ntwo\nthree\n");
+        assert_eq!(
+            collect(&log, ReadOptions::default()).await,
+            "one\ntwo\nthree\n"
+        );
         let tail = ReadOptions {
             tail_lines: Some(2),
             ..Default::default()

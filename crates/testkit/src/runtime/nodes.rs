@@ -378,8 +378,7 @@ nodes:
         assert!(NodeConfig::parse_list("- name: a\n  cpu: lots\n").is_err());
         assert!(NodeConfig::parse_list("- name: a\n  colour: red\n").is_err());
         assert!(
-            NodeConfig::parse_list("- name: a\n  taints: [{key: k, effect: Sometimes}]\n")
-                .is_err()
+            NodeConfig::parse_list("- name: a\n  taints: [{key: k, effect: Sometimes}]\n").is_err()
         );
         assert!(NodeConfig::parse_list(": : :").is_err());
     }

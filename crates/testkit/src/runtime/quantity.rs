@@ -71,7 +71,7 @@ pub(crate) fn parse_milli(text: &str) -> Option<i128> {
     } else {
         // Round up, as Kubernetes does when a quantity is finer than its scale.
         let div = 10i128.saturating_pow((-exp) as u32);
-        value = (value + div - 1) / div;
+        value = value.saturating_add(div - 1) / div;
     }
     Some(sign * value)
 }
@@ -134,6 +134,8 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
+        assert!(parse_milli("999999999999999999999999999999Ei").is_some());
+        assert!(parse_milli("99999999999999999999999.9999999Ei").is_some());
         for bad in ["", "abc", "1x", "1..2", ".", "1e99", "Gi"] {
             assert_eq!(parse_milli(bad), None, "{bad}");
         }

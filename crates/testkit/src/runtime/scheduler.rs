@@ -6,13 +6,18 @@
 //! except that resource fit reports every insufficient resource, as the real plugin does.
 //! The loop that applies the decisions lives in `mod.rs` (`schedule_pending`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{
     Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
 };
 
+use serde_json::{Value, json};
+
 use super::quantity::{Resources, parse_milli};
+use crate::error::ApiError;
+use crate::store::{ListFilter, ResourceKind, Store, now_rfc3339};
 
 /// Why one node cannot take a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +99,8 @@ fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     match t.operator.as_deref().unwrap_or("Equal") {
         "Exists" => key.is_empty() || key == taint.key,
         "Equal" | "" => {
-            key == taint.key && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            key == taint.key
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
         _ => false,
     }
@@ -125,7 +131,11 @@ fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bo
             let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
                 return false;
             };
-            if req.operator == "Gt" { v > bound } else { v < bound }
+            if req.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -162,7 +172,10 @@ fn affinity_matches(spec: &PodSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
         None => true,
         Some(sel) => sel
@@ -194,11 +207,8 @@ pub(crate) fn check_node(pod: &Pod, node: &Node, used: &Resources) -> Result<(),
     if !affinity_matches(spec, node) {
         return Err(Misfit::Affinity);
     }
-    let alloc = Resources::from_quantities(
-        node.status
-            .as_ref()
-            .and_then(|s| s.allocatable.as_ref()),
-    );
+    let alloc =
+        Resources::from_quantities(node.status.as_ref().and_then(|s| s.allocatable.as_ref()));
     let want = pod_requests(spec);
     let mut short = Vec::new();
     // The real plugin reports pods first, then cpu, memory, then extended resources.
@@ -296,6 +306,221 @@ pub(crate) fn unschedulable_message(total: usize, misfits: &[Misfit]) -> String 
     )
 }
 
+/// The requests of the pods bound to each node and not finished, kept up to date from
+/// the store's change feed (and by the scheduler's own bindings), so a scheduling pass
+/// doesn't re-read every pod.
+#[derive(Debug, Default)]
+pub(crate) struct BoundPods {
+    pods: Mutex<HashMap<String, (String, Resources)>>,
+}
+
+impl BoundPods {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Resources)>> {
+        self.pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(&self, uid: &str, node: &str, req: Resources) {
+        self.lock().insert(uid.to_string(), (node.to_string(), req));
+    }
+
+    /// Takes a pod change into account.
+    pub(crate) fn observe(&self, pod: &Value, deleted: bool) {
+        let Some(uid) = pod.pointer("/metadata/uid").and_then(Value::as_str) else {
+            return;
+        };
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty());
+        let terminal = matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        match node {
+            Some(node) if !deleted && !terminal => {
+                if self.lock().contains_key(uid) {
+                    return;
+                }
+                let req = pod
+                    .get("spec")
+                    .and_then(|s| serde_json::from_value::<PodSpec>(s.clone()).ok())
+                    .map(|spec| pod_requests(&spec))
+                    .unwrap_or_default();
+                self.insert(uid, node, req);
+            }
+            // `spec.nodeName` never goes away once set: an unbound state is an older
+            // event than the scheduler's own binding.
+            None if !deleted && !terminal => {}
+            _ => {
+                self.lock().remove(uid);
+            }
+        }
+    }
+
+    /// Rebuilds from a full list of pods.
+    pub(crate) fn reset(&self, pods: &[Value]) {
+        self.lock().clear();
+        for p in pods {
+            self.observe(p, false);
+        }
+    }
+
+    /// The summed requests per node.
+    fn usage(&self) -> BTreeMap<String, Resources> {
+        let mut used: BTreeMap<String, Resources> = BTreeMap::new();
+        for (node, req) in self.lock().values() {
+            used.entry(node.clone()).or_default().add(req);
+        }
+        used
+    }
+}
+
+/// One scheduling pass over every pending pod without a node, oldest first: binds the
+/// pods that fit, marks the rest `PodScheduled=False`/`Unschedulable` (with a
+/// `FailedScheduling` event when the message changes).
+pub(crate) fn schedule_pass(store: &Store, bound: &BoundPods) {
+    let filter = ListFilter::default();
+    // Cheap check first: most passes find nothing to schedule.
+    let unbound = ListFilter::fields("spec.nodeName=").unwrap_or_default();
+    let (candidates, _) = store.list(ResourceKind::Pod, None, &unbound);
+    let mut pending: Vec<(String, Value)> = Vec::new();
+    for p in candidates {
+        let terminal = matches!(
+            p.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        let unassigned = p
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        let ours = p
+            .pointer("/spec/schedulerName")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.is_empty() || s == "default-scheduler");
+        if !terminal && unassigned && ours && p.pointer("/metadata/deletionTimestamp").is_none() {
+            let created = p
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            pending.push((created, p));
+        }
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let (node_objs, _) = store.list(ResourceKind::Node, None, &filter);
+    let nodes: Vec<Node> = node_objs
+        .into_iter()
+        .filter_map(|n| serde_json::from_value(n).ok())
+        .collect();
+    // What the bound, unfinished pods use.
+    let mut used = bound.usage();
+    pending.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, raw) in pending {
+        let Ok(pod) = serde_json::from_value::<Pod>(raw.clone()) else {
+            tracing::debug!("skipping a pod that doesn't parse");
+            continue;
+        };
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let now = now_rfc3339();
+        match choose_node(&pod, &nodes, &used) {
+            Ok(node) => {
+                let bound_obj = store.modify(ResourceKind::Pod, Some(&ns), &name, |p| {
+                    if p.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str())
+                        || p.pointer("/spec/nodeName")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| !n.is_empty())
+                    {
+                        return Err(ApiError::conflict("pods", &name));
+                    }
+                    p["spec"]["nodeName"] = json!(node);
+                    set_scheduled(
+                        p,
+                        json!({"type": "PodScheduled", "status": "True",
+                        "lastProbeTime": null, "lastTransitionTime": now}),
+                    );
+                    Ok(())
+                });
+                if let Ok(obj) = bound_obj {
+                    let req = pod.spec.as_ref().map(pod_requests).unwrap_or_default();
+                    used.entry(node.clone()).or_default().add(&req);
+                    bound.insert(&uid, &node, req);
+                    let _ = store.record_event_from(
+                        "default-scheduler",
+                        None,
+                        &ns,
+                        &obj,
+                        "Normal",
+                        "Scheduled",
+                        &format!("Successfully assigned {ns}/{name} to {node}"),
+                    );
+                }
+            }
+            Err(message) => {
+                let mut changed = false;
+                let res = store.modify(ResourceKind::Pod, Some(&ns), &name, |p| {
+                    if p.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) {
+                        return Err(ApiError::conflict("pods", &name));
+                    }
+                    let current = p
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .and_then(|cs| {
+                            cs.iter()
+                                .find(|c| c.get("type") == Some(&json!("PodScheduled")))
+                        });
+                    if current.is_some_and(|c| {
+                        c.get("status") == Some(&json!("False"))
+                            && c.get("message") == Some(&json!(message))
+                    }) {
+                        return Ok(());
+                    }
+                    changed = true;
+                    set_scheduled(
+                        p,
+                        json!({"type": "PodScheduled", "status": "False",
+                        "reason": "Unschedulable", "message": message,
+                        "lastProbeTime": null, "lastTransitionTime": now}),
+                    );
+                    Ok(())
+                });
+                if let Ok(obj) = res
+                    && changed
+                {
+                    let _ = store.record_event_from(
+                        "default-scheduler",
+                        None,
+                        &ns,
+                        &obj,
+                        "Warning",
+                        "FailedScheduling",
+                        &message,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Replaces (or adds) the pod's `PodScheduled` condition.
+fn set_scheduled(pod: &mut Value, cond: Value) {
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    if !pod["status"].get("conditions").is_some_and(Value::is_array) {
+        pod["status"]["conditions"] = json!([]);
+    }
+    if let Some(cs) = pod["status"]["conditions"].as_array_mut() {
+        cs.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
+        cs.push(cond);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,7 +542,11 @@ mod tests {
 
     #[test]
     fn node_selector_and_affinity_operators() {
-        let n = node(&NodeConfig::new("n1").with_label("zone", "a").with_label("gen", "5"));
+        let n = node(
+            &NodeConfig::new("n1")
+                .with_label("zone", "a")
+                .with_label("gen", "5"),
+        );
         let none = Resources::default();
         let ok = |spec| check_node(&pod(spec), &n, &none);
         assert!(ok(json!({"containers": [], "nodeSelector": {"zone": "a"}})).is_ok());
@@ -330,22 +559,42 @@ mod tests {
                 "nodeSelectorTerms": [{"matchExpressions": exprs, "matchFields": fields}]}}}})
         };
         let cases = [
-            (json!([{"key": "zone", "operator": "In", "values": ["a", "b"]}]), true),
-            (json!([{"key": "zone", "operator": "NotIn", "values": ["a"]}]), false),
-            (json!([{"key": "missing", "operator": "NotIn", "values": ["a"]}]), true),
+            (
+                json!([{"key": "zone", "operator": "In", "values": ["a", "b"]}]),
+                true,
+            ),
+            (
+                json!([{"key": "zone", "operator": "NotIn", "values": ["a"]}]),
+                false,
+            ),
+            (
+                json!([{"key": "missing", "operator": "NotIn", "values": ["a"]}]),
+                true,
+            ),
             (json!([{"key": "zone", "operator": "Exists"}]), true),
             (json!([{"key": "zone", "operator": "DoesNotExist"}]), false),
-            (json!([{"key": "gen", "operator": "Gt", "values": ["4"]}]), true),
-            (json!([{"key": "gen", "operator": "Lt", "values": ["4"]}]), false),
-            (json!([{"key": "zone", "operator": "Gt", "values": ["4"]}]), false),
-            (json!([{"key": "zone", "operator": "Bogus", "values": ["a"]}]), false),
+            (
+                json!([{"key": "gen", "operator": "Gt", "values": ["4"]}]),
+                true,
+            ),
+            (
+                json!([{"key": "gen", "operator": "Lt", "values": ["4"]}]),
+                false,
+            ),
+            (
+                json!([{"key": "zone", "operator": "Gt", "values": ["4"]}]),
+                false,
+            ),
+            (
+                json!([{"key": "zone", "operator": "Bogus", "values": ["a"]}]),
+                false,
+            ),
         ];
         for (exprs, want) in cases {
             assert_eq!(ok(aff(exprs.clone(), json!([]))).is_ok(), want, "{exprs}");
         }
-        let field = |name: &str| {
-            json!([{"key": "metadata.name", "operator": "In", "values": [name]}])
-        };
+        let field =
+            |name: &str| json!([{"key": "metadata.name", "operator": "In", "values": [name]}]);
         assert!(ok(aff(json!([]), field("n1"))).is_ok());
         assert!(ok(aff(json!([]), field("n2"))).is_err());
         // An empty term matches nothing.
@@ -386,14 +635,17 @@ mod tests {
     fn resource_fit_counts_limits_as_requests_and_used() {
         let n = node(&NodeConfig::new("n1"));
         let mut used = Resources::default();
-        let p = pod(json!({"containers": main_container(json!({"limits": {"cpu": "6", "memory": "1Gi"}}))}));
+        let p = pod(
+            json!({"containers": main_container(json!({"limits": {"cpu": "6", "memory": "1Gi"}}))}),
+        );
         assert!(check_node(&p, &n, &used).is_ok());
         used.0.insert("cpu".into(), 3000);
         assert_eq!(
             check_node(&p, &n, &used),
             Err(Misfit::Insufficient(vec!["cpu".into()]))
         );
-        let gpu = pod(json!({"containers": main_container(json!({"limits": {"nvidia.com/gpu": "1"}}))}));
+        let gpu =
+            pod(json!({"containers": main_container(json!({"limits": {"nvidia.com/gpu": "1"}}))}));
         assert_eq!(
             check_node(&gpu, &n, &Resources::default()),
             Err(Misfit::Insufficient(vec!["nvidia.com/gpu".into()]))
@@ -421,7 +673,10 @@ mod tests {
             "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling."
         );
         let plain = pod(json!({"containers": main_container(json!({}))}));
-        assert_eq!(choose_node(&plain, &nodes, &BTreeMap::new()), Ok("node-1".into()));
+        assert_eq!(
+            choose_node(&plain, &nodes, &BTreeMap::new()),
+            Ok("node-1".into())
+        );
         let sel = pod(json!({"containers": [], "nodeSelector": {"disk": "ssd"}}));
         assert_eq!(
             choose_node(&sel, &nodes[..1], &BTreeMap::new()).unwrap_err(),

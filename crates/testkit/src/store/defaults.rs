@@ -24,7 +24,11 @@ fn default_container(c: &mut Value) {
     if !c.is_object() {
         return;
     }
-    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     set_default(c, "imagePullPolicy", json!(image_pull_policy(&image)));
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
@@ -38,8 +42,8 @@ fn default_container(c: &mut Value) {
     }
 }
 
-/// Pod-spec defaults (also used for Job templates).
-pub(crate) fn default_pod_spec(spec: &mut Value) {
+/// Applies the API server's pod-spec defaults (also used for Job templates).
+pub fn default_pod_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
     }
@@ -52,7 +56,10 @@ pub(crate) fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     set_default(spec, "priority", json!(0));
     if spec.get("serviceAccountName").is_none_or(Value::is_null) {
-        let sa = spec.get("serviceAccount").cloned().unwrap_or(json!("default"));
+        let sa = spec
+            .get("serviceAccount")
+            .cloned()
+            .unwrap_or(json!("default"));
         spec["serviceAccountName"] = sa;
     }
     let sa = spec["serviceAccountName"].clone();
@@ -71,7 +78,11 @@ pub(crate) fn default_pod_spec(spec: &mut Value) {
 }
 
 fn qos_class(spec: &Value) -> &'static str {
-    let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let containers = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut any = false;
     let mut all_guaranteed = !containers.is_empty();
     for c in &containers {
@@ -104,17 +115,32 @@ pub(super) fn apply(kind: super::ResourceKind, obj: &mut Value, counter: u32) {
             let name = obj["metadata"]["name"].clone();
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
             set_default(obj, "spec", json!({"finalizers": ["kubernetes"]}));
-            obj["status"] = json!({"phase": "Active"});
+            if obj
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                obj["status"] = json!({"phase": "Active"});
+            }
         }
         K::Pod => {
             set_default(obj, "spec", json!({}));
             default_pod_spec(&mut obj["spec"]);
             // Containers' limits imply requests.
-            if let Some(cs) = obj["spec"].get_mut("containers").and_then(Value::as_array_mut) {
+            if let Some(cs) = obj["spec"]
+                .get_mut("containers")
+                .and_then(Value::as_array_mut)
+            {
                 for c in cs {
-                    if let Some(lim) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() {
+                    if let Some(lim) = c
+                        .pointer("/resources/limits")
+                        .and_then(Value::as_object)
+                        .cloned()
+                    {
                         for (k, v) in lim {
-                            if c.pointer(&format!("/resources/requests/{}", k.replace('/', "~1"))).is_none() {
+                            if c.pointer(&format!("/resources/requests/{}", k.replace('/', "~1")))
+                                .is_none()
+                            {
                                 c["resources"]["requests"][k] = v;
                             }
                         }
@@ -141,18 +167,26 @@ pub(super) fn apply(kind: super::ResourceKind, obj: &mut Value, counter: u32) {
                 && spec.get("completionMode").and_then(Value::as_str) == Some("Indexed")
             {
                 // Indexed jobs require completions; validation reports it.
-            } else if spec.get("completions").is_none_or(Value::is_null) && spec["parallelism"] == json!(1) {
+            } else if spec.get("completions").is_none_or(Value::is_null)
+                && spec["parallelism"] == json!(1)
+            {
                 spec["completions"] = json!(1);
             }
             set_default(spec, "completionMode", json!("NonIndexed"));
             set_default(spec, "suspend", json!(false));
             set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
-            if spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
+            if spec
+                .get("backoffLimitPerIndex")
+                .is_some_and(|v| !v.is_null())
+            {
                 set_default(spec, "backoffLimit", json!(i32::MAX));
             } else {
                 set_default(spec, "backoffLimit", json!(6));
             }
-            let manual = spec.get("manualSelector").and_then(Value::as_bool).unwrap_or(false);
+            let manual = spec
+                .get("manualSelector")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             if !spec.get("template").is_some_and(Value::is_object) {
                 spec["template"] = json!({});
             }
@@ -173,7 +207,8 @@ pub(super) fn apply(kind: super::ResourceKind, obj: &mut Value, counter: u32) {
             set_default(tpl, "spec", json!({}));
             default_pod_spec(&mut tpl["spec"]);
             if !manual {
-                spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+                spec["selector"] =
+                    json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
             }
             set_default(obj, "status", json!({}));
         }
@@ -207,7 +242,13 @@ pub(super) fn apply(kind: super::ResourceKind, obj: &mut Value, counter: u32) {
             set_default(obj, "status", json!({"loadBalancer": {}}));
         }
         K::Secret => {
-            set_default(obj, "type", json!("Opaque"));
+            if obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                obj["type"] = json!("Opaque");
+            }
             if let Some(sd) = obj.get("stringData").and_then(Value::as_object).cloned() {
                 use base64::Engine as _;
                 for (k, v) in sd {

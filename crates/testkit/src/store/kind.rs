@@ -140,7 +140,11 @@ impl ResourceKind {
     pub fn has_status(self) -> bool {
         matches!(
             self,
-            ResourceKind::Pod | ResourceKind::Job | ResourceKind::Namespace | ResourceKind::Node | ResourceKind::Service
+            ResourceKind::Pod
+                | ResourceKind::Job
+                | ResourceKind::Namespace
+                | ResourceKind::Node
+                | ResourceKind::Service
         )
     }
 

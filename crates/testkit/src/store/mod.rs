@@ -5,6 +5,7 @@
 //! cheap to clone (an `Arc` inside) and shared by the API server and the runtime.
 
 mod defaults;
+pub use defaults::default_pod_spec;
 mod kind;
 mod watch;
 
@@ -150,7 +151,14 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A random lowercase alphanumeric suffix of `n` characters, as `generateName` uses.
@@ -159,6 +167,22 @@ pub fn random_suffix(n: usize) -> String {
     (0..n)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Event name suffixes: the creation time in nanoseconds as hex, strictly increasing (as
+/// the real event recorder names events), so name order is creation order.
+fn next_event_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -238,7 +262,12 @@ impl Store {
     ///
     /// Errors: 409 AlreadyExists, 404 if the namespace does not exist, 403 if it is
     /// terminating, 400 on a namespace mismatch, 422 when neither name nor generateName is set.
-    pub fn create(&self, kind: ResourceKind, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.shared.inner.lock();
         let out = self.create_locked(&mut inner, kind, ns, obj)?;
         if kind == ResourceKind::Namespace {
@@ -251,7 +280,12 @@ impl Store {
 
     /// Validates a create without storing it (`dryRun=All`): returns the object as it
     /// would be stored, without a resourceVersion bump.
-    pub fn create_dry_run(&self, kind: ResourceKind, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
+    pub fn create_dry_run(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
         let inner = self.shared.inner.lock();
         let (key, mut obj) = self.prepare_create(&inner, kind, ns, obj)?;
         if inner.kinds[&kind].objects.contains_key(&key) {
@@ -263,7 +297,13 @@ impl Store {
         Ok(obj)
     }
 
-    fn prepare_create(&self, inner: &Inner, kind: ResourceKind, ns: Option<&str>, mut obj: Value) -> Result<(Key, Value), ApiError> {
+    fn prepare_create(
+        &self,
+        inner: &Inner,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        mut obj: Value,
+    ) -> Result<(Key, Value), ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
         }
@@ -274,7 +314,9 @@ impl Store {
         obj["kind"] = json!(kind.kind());
         if kind.namespaced() {
             let req_ns = ns.filter(|s| !s.is_empty());
-            let obj_ns = meta_str(&obj, "namespace").filter(|s| !s.is_empty()).map(str::to_string);
+            let obj_ns = meta_str(&obj, "namespace")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
             let ns = match (req_ns, obj_ns.as_deref()) {
                 (Some(a), Some(b)) if a != b => {
                     return Err(ApiError::bad_request(
@@ -285,13 +327,18 @@ impl Store {
                 (None, Some(b)) => b.to_string(),
                 (None, None) => "default".to_string(),
             };
-            match inner.kinds[&ResourceKind::Namespace].objects.get(&(String::new(), ns.clone())) {
+            match inner.kinds[&ResourceKind::Namespace]
+                .objects
+                .get(&(String::new(), ns.clone()))
+            {
                 None => return Err(ApiError::not_found("namespaces", &ns)),
                 Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
                     return Err(ApiError::forbidden(
                         &kind.qualified(),
                         meta_str(&obj, "name").unwrap_or_default(),
-                        format!("unable to create new content in namespace {ns} because it is being terminated"),
+                        format!(
+                            "unable to create new content in namespace {ns} because it is being terminated"
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -310,7 +357,8 @@ impl Store {
                     loop {
                         let candidate = format!("{prefix}{}", random_suffix(5));
                         tries += 1;
-                        if !existing.contains_key(&(ns_key.clone(), candidate.clone())) || tries > 8 {
+                        if !existing.contains_key(&(ns_key.clone(), candidate.clone())) || tries > 8
+                        {
                             break candidate;
                         }
                     }
@@ -329,15 +377,27 @@ impl Store {
             },
         };
         obj["metadata"]["name"] = json!(name);
-        let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             meta.remove(f);
         }
         let key = Self::key(kind, meta_str(&obj, "namespace"), &name)?;
         Ok((key, obj))
     }
 
-    fn create_locked(&self, inner: &mut Inner, kind: ResourceKind, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
+    fn create_locked(
+        &self,
+        inner: &mut Inner,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
         let (key, mut obj) = self.prepare_create(inner, kind, ns, obj)?;
         if inner.kinds[&kind].objects.contains_key(&key) {
             return Err(ApiError::already_exists(&kind.qualified(), &key.1));
@@ -347,23 +407,50 @@ impl Store {
         obj["metadata"]["uid"] = json!(new_uid());
         obj["metadata"]["creationTimestamp"] = json!(now_rfc3339());
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        if matches!(kind, ResourceKind::Job | ResourceKind::Pod | ResourceKind::Service) {
+        if matches!(
+            kind,
+            ResourceKind::Job | ResourceKind::Pod | ResourceKind::Service
+        ) {
             obj["metadata"]["generation"] = json!(1);
         }
         if kind == ResourceKind::Service {
             inner.ip_counter += 1;
         }
         defaults::apply(kind, &mut obj, inner.ip_counter);
-        inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), obj.clone()));
-        self.emit(inner, kind, &key, WatchEventType::Added, rv, obj.clone(), None);
+        inner
+            .kinds
+            .get_mut(&kind)
+            .map(|k| k.objects.insert(key.clone(), obj.clone()));
+        self.emit(
+            inner,
+            kind,
+            &key,
+            WatchEventType::Added,
+            rv,
+            obj.clone(),
+            None,
+        );
         Ok(obj)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn emit(&self, inner: &mut Inner, kind: ResourceKind, key: &Key, t: WatchEventType, rv: u64, object: Value, old: Option<Value>) {
+    fn emit(
+        &self,
+        inner: &mut Inner,
+        kind: ResourceKind,
+        key: &Key,
+        t: WatchEventType,
+        rv: u64,
+        object: Value,
+        old: Option<Value>,
+    ) {
         let ev = Arc::new(StoreEvent {
             resource: kind,
-            namespace: if kind.namespaced() { Some(key.0.clone()) } else { None },
+            namespace: if kind.namespaced() {
+                Some(key.0.clone())
+            } else {
+                None
+            },
             name: key.1.clone(),
             kind: t,
             resource_version: rv,
@@ -397,7 +484,12 @@ impl Store {
 
     /// Lists objects of a kind (in one namespace, or all with `None`) that match the
     /// filter, sorted by namespace and name, with the list's resourceVersion.
-    pub fn list(&self, kind: ResourceKind, ns: Option<&str>, filter: &ListFilter) -> (Vec<Value>, u64) {
+    pub fn list(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        filter: &ListFilter,
+    ) -> (Vec<Value>, u64) {
         let inner = self.shared.inner.lock();
         let state = &inner.kinds[&kind];
         let items = match ns.filter(|_| kind.namespaced()) {
@@ -409,21 +501,34 @@ impl Store {
                 .filter(|v| filter.matches(v))
                 .cloned()
                 .collect(),
-            None => state.objects.values().filter(|v| filter.matches(v)).cloned().collect(),
+            None => state
+                .objects
+                .values()
+                .filter(|v| filter.matches(v))
+                .cloned()
+                .collect(),
         };
         (items, inner.rv)
     }
 
     /// Replaces an object (PUT semantics). If `metadata.resourceVersion` is set and
     /// stale, returns 409 Conflict. `uid`, `creationTimestamp` and the name are kept.
-    pub fn update(&self, kind: ResourceKind, ns: Option<&str>, obj: Value) -> Result<Value, ApiError> {
+    pub fn update(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-        let want_rv = meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
+        let want_rv = meta_str(&obj, "resourceVersion")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let name2 = name.clone();
         self.modify(kind, ns, &name, move |cur| {
             if let Some(rv) = &want_rv
                 && meta_str(cur, "resourceVersion") != Some(rv.as_str())
             {
-                return Err(ApiError::conflict(&kind.qualified(), &name));
+                return Err(ApiError::conflict(&kind.qualified(), &name2));
             }
             *cur = obj;
             Ok(())
@@ -435,7 +540,13 @@ impl Store {
     /// If the object changed, bumps the resourceVersion (and `metadata.generation` when
     /// `spec` changed) and emits MODIFIED; an unchanged object is returned as is.
     /// If the result has a `deletionTimestamp` and no finalizers left, it is removed.
-    pub fn modify<F>(&self, kind: ResourceKind, ns: Option<&str>, name: &str, f: F) -> Result<Value, ApiError>
+    pub fn modify<F>(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        f: F,
+    ) -> Result<Value, ApiError>
     where
         F: FnOnce(&mut Value) -> Result<(), ApiError>,
     {
@@ -456,7 +567,14 @@ impl Store {
         }
         new["apiVersion"] = json!(kind.api_version());
         new["kind"] = json!(kind.kind());
-        for f in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation"] {
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ] {
             match old["metadata"].get(f) {
                 Some(v) => new["metadata"][f] = v.clone(),
                 None => {
@@ -485,15 +603,30 @@ impl Store {
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|a| a.is_empty());
-        if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty
+        if new.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers_empty
             && !matches!(kind, ResourceKind::Pod | ResourceKind::Namespace)
         {
-            inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), new.clone()));
+            inner
+                .kinds
+                .get_mut(&kind)
+                .map(|k| k.objects.insert(key.clone(), new.clone()));
             self.remove_locked(&mut inner, kind, &key, Propagation::Background);
             return Ok(new);
         }
-        inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), new.clone()));
-        self.emit(&mut inner, kind, &key, WatchEventType::Modified, rv, new.clone(), Some(old));
+        inner
+            .kinds
+            .get_mut(&kind)
+            .map(|k| k.objects.insert(key.clone(), new.clone()));
+        self.emit(
+            &mut inner,
+            kind,
+            &key,
+            WatchEventType::Modified,
+            rv,
+            new.clone(),
+            Some(old),
+        );
         Ok(new)
     }
 
@@ -505,7 +638,13 @@ impl Store {
     /// removed at once (DELETED), and dependents are garbage-collected per the propagation.
     ///
     /// Returns the object's state after the call.
-    pub fn delete(&self, kind: ResourceKind, ns: Option<&str>, name: &str, opts: DeleteOptions) -> Result<Value, ApiError> {
+    pub fn delete(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> Result<Value, ApiError> {
         let key = Self::key(kind, ns, name)?;
         let mut inner = self.shared.inner.lock();
         let cur = inner.kinds[&kind]
@@ -548,21 +687,32 @@ impl Store {
 
         // Pods on a node: graceful deletion, finished by the kubelet.
         if kind == ResourceKind::Pod
-            && cur.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+            && cur
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
             && !pod_is_terminal(&cur)
             && opts.grace_period_seconds != Some(0)
         {
             let grace = opts.grace_period_seconds.unwrap_or_else(|| {
-                cur.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+                cur.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
             });
-            let existing = cur.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            let existing = cur
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
             if existing.is_some_and(|e| e <= grace) {
                 return Ok(cur);
             }
             let mut new = cur.clone();
             let ts = jiff::Timestamp::now()
                 .checked_add(jiff::SignedDuration::from_secs(grace))
-                .map(|t| jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string())
+                .map(|t| {
+                    jiff::Timestamp::from_second(t.as_second())
+                        .unwrap_or(t)
+                        .to_string()
+                })
                 .unwrap_or_else(|_| now.clone());
             if existing.is_none() {
                 new["metadata"]["deletionTimestamp"] = json!(ts);
@@ -571,8 +721,19 @@ impl Store {
             inner.rv += 1;
             let rv = inner.rv;
             new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(&mut inner, kind, &key, WatchEventType::Modified, rv, new.clone(), Some(cur));
+            inner
+                .kinds
+                .get_mut(&kind)
+                .map(|k| k.objects.insert(key.clone(), new.clone()));
+            self.emit(
+                &mut inner,
+                kind,
+                &key,
+                WatchEventType::Modified,
+                rv,
+                new.clone(),
+                Some(cur),
+            );
             if propagation == Propagation::Orphan {
                 self.orphan_dependents(&mut inner, &new);
             }
@@ -586,14 +747,19 @@ impl Store {
             .unwrap_or_default();
         let uid = meta_str(&cur, "uid").unwrap_or_default().to_string();
         let has_dependents = !self.dependents_locked(&inner, &uid).is_empty();
-        if propagation == Propagation::Foreground && has_dependents && !finalizers.iter().any(|f| f == "foregroundDeletion") {
+        if propagation == Propagation::Foreground
+            && has_dependents
+            && !finalizers.iter().any(|f| f == "foregroundDeletion")
+        {
             finalizers.push(json!("foregroundDeletion"));
         }
         if kind == ResourceKind::Namespace {
             return Ok(self.delete_namespace_locked(&mut inner, &key, cur, &now));
         }
         if !finalizers.is_empty() {
-            if cur.pointer("/metadata/deletionTimestamp").is_some() && cur.pointer("/metadata/finalizers") == Some(&json!(finalizers)) {
+            if cur.pointer("/metadata/deletionTimestamp").is_some()
+                && cur.pointer("/metadata/finalizers") == Some(&json!(finalizers))
+            {
                 return Ok(cur);
             }
             let mut new = cur.clone();
@@ -605,8 +771,19 @@ impl Store {
             inner.rv += 1;
             let rv = inner.rv;
             new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(&mut inner, kind, &key, WatchEventType::Modified, rv, new.clone(), Some(cur));
+            inner
+                .kinds
+                .get_mut(&kind)
+                .map(|k| k.objects.insert(key.clone(), new.clone()));
+            self.emit(
+                &mut inner,
+                kind,
+                &key,
+                WatchEventType::Modified,
+                rv,
+                new.clone(),
+                Some(cur),
+            );
             if propagation == Propagation::Foreground {
                 for (dk, dkey) in self.dependents_locked(&inner, &uid) {
                     self.delete_dependent_locked(&mut inner, dk, &dkey, Propagation::Foreground);
@@ -615,7 +792,11 @@ impl Store {
             } else if propagation == Propagation::Orphan {
                 self.orphan_dependents(&mut inner, &new);
             }
-            return inner.kinds[&kind].objects.get(&key).cloned().map_or(Ok(new), Ok);
+            return inner.kinds[&kind]
+                .objects
+                .get(&key)
+                .cloned()
+                .map_or(Ok(new), Ok);
         }
         Ok(self.remove_locked(&mut inner, kind, &key, propagation))
     }
@@ -623,7 +804,12 @@ impl Store {
     /// Removes an object for good (the kubelet calls this once a deleting pod's
     /// containers have stopped). Emits DELETED and garbage-collects dependents.
     /// Returns the removed object's final state.
-    pub fn finalize_delete(&self, kind: ResourceKind, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub fn finalize_delete(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let key = Self::key(kind, ns, name)?;
         let mut inner = self.shared.inner.lock();
         if !inner.kinds[&kind].objects.contains_key(&key) {
@@ -632,28 +818,56 @@ impl Store {
         Ok(self.remove_locked(&mut inner, kind, &key, Propagation::Background))
     }
 
-    fn remove_locked(&self, inner: &mut Inner, kind: ResourceKind, key: &Key, propagation: Propagation) -> Value {
-        let Some(mut obj) = inner.kinds.get_mut(&kind).and_then(|k| k.objects.remove(key)) else {
+    fn remove_locked(
+        &self,
+        inner: &mut Inner,
+        kind: ResourceKind,
+        key: &Key,
+        propagation: Propagation,
+    ) -> Value {
+        let Some(mut obj) = inner
+            .kinds
+            .get_mut(&kind)
+            .and_then(|k| k.objects.remove(key))
+        else {
             return Value::Null;
         };
         inner.rv += 1;
         let rv = inner.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.emit(inner, kind, key, WatchEventType::Deleted, rv, obj.clone(), None);
+        self.emit(
+            inner,
+            kind,
+            key,
+            WatchEventType::Deleted,
+            rv,
+            obj.clone(),
+            None,
+        );
         let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
         match propagation {
             Propagation::Orphan => self.orphan_dependents(inner, &obj),
             p => {
-                let p = if p == Propagation::Foreground { Propagation::Foreground } else { Propagation::Background };
+                let p = if p == Propagation::Foreground {
+                    Propagation::Foreground
+                } else {
+                    Propagation::Background
+                };
                 for (dk, dkey) in self.dependents_locked(inner, &uid) {
                     self.delete_dependent_locked(inner, dk, &dkey, p);
                 }
             }
         }
         // An owner waiting in foreground deletion may now be free to go.
-        if let Some(refs) = obj.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned() {
+        if let Some(refs) = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+        {
             for r in refs {
-                let Some(owner_uid) = r.get("uid").and_then(Value::as_str) else { continue };
+                let Some(owner_uid) = r.get("uid").and_then(Value::as_str) else {
+                    continue;
+                };
                 if let Some((ok, okey)) = self.find_by_uid(inner, owner_uid, &key.0) {
                     self.maybe_finish_foreground(inner, ok, &okey);
                 }
@@ -668,13 +882,24 @@ impl Store {
                 .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some())
                 && self.namespace_empty(inner, &key.0)
             {
-                self.remove_locked(inner, ResourceKind::Namespace, &ns_key, Propagation::Background);
+                self.remove_locked(
+                    inner,
+                    ResourceKind::Namespace,
+                    &ns_key,
+                    Propagation::Background,
+                );
             }
         }
         obj
     }
 
-    fn delete_namespace_locked(&self, inner: &mut Inner, key: &Key, cur: Value, now: &str) -> Value {
+    fn delete_namespace_locked(
+        &self,
+        inner: &mut Inner,
+        key: &Key,
+        cur: Value,
+        now: &str,
+    ) -> Value {
         let ns = key.1.clone();
         let mut new = cur.clone();
         if new.pointer("/metadata/deletionTimestamp").is_none() {
@@ -687,7 +912,15 @@ impl Store {
                 .kinds
                 .get_mut(&ResourceKind::Namespace)
                 .map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(inner, ResourceKind::Namespace, key, WatchEventType::Modified, rv, new.clone(), Some(cur));
+            self.emit(
+                inner,
+                ResourceKind::Namespace,
+                key,
+                WatchEventType::Modified,
+                rv,
+                new.clone(),
+                Some(cur),
+            );
         }
         for kind in ResourceKind::ALL.into_iter().filter(|k| k.namespaced()) {
             let keys: Vec<Key> = inner.kinds[&kind]
@@ -700,8 +933,16 @@ impl Store {
                 self.delete_dependent_locked(inner, kind, &k, Propagation::Background);
             }
         }
-        if self.namespace_empty(inner, &ns) {
-            return self.remove_locked(inner, ResourceKind::Namespace, key, Propagation::Background);
+        let still_there = inner.kinds[&ResourceKind::Namespace]
+            .objects
+            .contains_key(key);
+        if still_there && self.namespace_empty(inner, &ns) {
+            return self.remove_locked(
+                inner,
+                ResourceKind::Namespace,
+                key,
+                Propagation::Background,
+            );
         }
         new
     }
@@ -714,13 +955,24 @@ impl Store {
     }
 
     /// Deletes a dependent during garbage collection (graceful for running pods).
-    fn delete_dependent_locked(&self, inner: &mut Inner, kind: ResourceKind, key: &Key, propagation: Propagation) {
-        let Some(cur) = inner.kinds[&kind].objects.get(key).cloned() else { return };
+    fn delete_dependent_locked(
+        &self,
+        inner: &mut Inner,
+        kind: ResourceKind,
+        key: &Key,
+        propagation: Propagation,
+    ) {
+        let Some(cur) = inner.kinds[&kind].objects.get(key).cloned() else {
+            return;
+        };
         if cur.pointer("/metadata/deletionTimestamp").is_some() {
             return;
         }
         let bound_pod = kind == ResourceKind::Pod
-            && cur.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+            && cur
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
             && !pod_is_terminal(&cur);
         let has_finalizers = cur
             .pointer("/metadata/finalizers")
@@ -729,28 +981,47 @@ impl Store {
         if bound_pod || has_finalizers {
             let mut new = cur.clone();
             let grace = if bound_pod {
-                cur.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+                cur.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
             } else {
                 0
             };
             let ts = jiff::Timestamp::now()
                 .checked_add(jiff::SignedDuration::from_secs(grace))
-                .map(|t| jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string())
+                .map(|t| {
+                    jiff::Timestamp::from_second(t.as_second())
+                        .unwrap_or(t)
+                        .to_string()
+                })
                 .unwrap_or_else(|_| now_rfc3339());
             new["metadata"]["deletionTimestamp"] = json!(ts);
             new["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             inner.rv += 1;
             let rv = inner.rv;
             new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(inner, kind, key, WatchEventType::Modified, rv, new, Some(cur));
+            inner
+                .kinds
+                .get_mut(&kind)
+                .map(|k| k.objects.insert(key.clone(), new.clone()));
+            self.emit(
+                inner,
+                kind,
+                key,
+                WatchEventType::Modified,
+                rv,
+                new,
+                Some(cur),
+            );
             return;
         }
         self.remove_locked(inner, kind, key, propagation);
     }
 
     fn maybe_finish_foreground(&self, inner: &mut Inner, kind: ResourceKind, key: &Key) {
-        let Some(owner) = inner.kinds[&kind].objects.get(key).cloned() else { return };
+        let Some(owner) = inner.kinds[&kind].objects.get(key).cloned() else {
+            return;
+        };
         let waiting = owner
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -766,30 +1037,54 @@ impl Store {
         let rest: Vec<Value> = owner
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter(|f| *f != "foregroundDeletion").cloned().collect())
+            .map(|a| {
+                a.iter()
+                    .filter(|f| *f != "foregroundDeletion")
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         if rest.is_empty() {
             if let Some(m) = new["metadata"].as_object_mut() {
                 m.remove("finalizers");
             }
-            inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), new));
+            inner
+                .kinds
+                .get_mut(&kind)
+                .map(|k| k.objects.insert(key.clone(), new));
             self.remove_locked(inner, kind, key, Propagation::Background);
         } else {
             new["metadata"]["finalizers"] = Value::Array(rest);
             inner.rv += 1;
             let rv = inner.rv;
             new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner.kinds.get_mut(&kind).map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(inner, kind, key, WatchEventType::Modified, rv, new, Some(owner));
+            inner
+                .kinds
+                .get_mut(&kind)
+                .map(|k| k.objects.insert(key.clone(), new.clone()));
+            self.emit(
+                inner,
+                kind,
+                key,
+                WatchEventType::Modified,
+                rv,
+                new,
+                Some(owner),
+            );
         }
     }
 
     fn orphan_dependents(&self, inner: &mut Inner, owner: &Value) {
         let uid = meta_str(owner, "uid").unwrap_or_default().to_string();
         for (dk, dkey) in self.dependents_locked(inner, &uid) {
-            let Some(cur) = inner.kinds[&dk].objects.get(&dkey).cloned() else { continue };
+            let Some(cur) = inner.kinds[&dk].objects.get(&dkey).cloned() else {
+                continue;
+            };
             let mut new = cur.clone();
-            if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
                 refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
                 if refs.is_empty()
                     && let Some(m) = new["metadata"].as_object_mut()
@@ -800,8 +1095,19 @@ impl Store {
             inner.rv += 1;
             let rv = inner.rv;
             new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner.kinds.get_mut(&dk).map(|k| k.objects.insert(dkey.clone(), new.clone()));
-            self.emit(inner, dk, &dkey, WatchEventType::Modified, rv, new, Some(cur));
+            inner
+                .kinds
+                .get_mut(&dk)
+                .map(|k| k.objects.insert(dkey.clone(), new.clone()));
+            self.emit(
+                inner,
+                dk,
+                &dkey,
+                WatchEventType::Modified,
+                rv,
+                new,
+                Some(cur),
+            );
         }
     }
 
@@ -815,7 +1121,10 @@ impl Store {
                 let owned = obj
                     .pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
-                    .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid)));
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid))
+                    });
                 if owned {
                     out.push((*kind, key.clone()));
                 }
@@ -848,13 +1157,24 @@ impl Store {
     /// every change after that resourceVersion first (410 Gone if it is older than the
     /// history window); with `None`, starts from now. No synthetic ADDED events are
     /// produced: list first, then watch from the list's resourceVersion.
-    pub fn watch(&self, kind: ResourceKind, ns: Option<&str>, from_rv: Option<u64>) -> Result<WatchStream, ApiError> {
+    pub fn watch(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        from_rv: Option<u64>,
+    ) -> Result<WatchStream, ApiError> {
         self.watch_filtered(kind, ns, from_rv, ListFilter::default())
     }
 
     /// Like [`Store::watch`] with a label/field filter; an object that stops matching
     /// is reported as DELETED and one that starts matching as ADDED.
-    pub fn watch_filtered(&self, kind: ResourceKind, ns: Option<&str>, from_rv: Option<u64>, filter: ListFilter) -> Result<WatchStream, ApiError> {
+    pub fn watch_filtered(
+        &self,
+        kind: ResourceKind,
+        ns: Option<&str>,
+        from_rv: Option<u64>,
+        filter: ListFilter,
+    ) -> Result<WatchStream, ApiError> {
         let inner = self.shared.inner.lock();
         let state = &inner.kinds[&kind];
         let rx = self.shared.senders[&kind].subscribe();
@@ -876,7 +1196,14 @@ impl Store {
                 (replay, rv)
             }
         };
-        Ok(WatchStream::new(replay, rx, kind, ns.filter(|_| kind.namespaced()).map(str::to_string), filter, start))
+        Ok(WatchStream::new(
+            replay,
+            rx,
+            kind,
+            ns.filter(|_| kind.namespaced()).map(str::to_string),
+            filter,
+            start,
+        ))
     }
 
     /// Subscribes to every change of every kind (for controllers). A receiver that falls
@@ -897,8 +1224,23 @@ impl Store {
     }
 
     /// Records a core/v1 Event about `involved_object` from the `stepstack-testkit` component.
-    pub fn record_event(&self, ns: &str, involved_object: &Value, type_: &str, reason: &str, message: &str) -> Result<Value, ApiError> {
-        self.record_event_from("stepstack-testkit", None, ns, involved_object, type_, reason, message)
+    pub fn record_event(
+        &self,
+        ns: &str,
+        involved_object: &Value,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<Value, ApiError> {
+        self.record_event_from(
+            "stepstack-testkit",
+            None,
+            ns,
+            involved_object,
+            type_,
+            reason,
+            message,
+        )
     }
 
     /// Records a core/v1 Event with a source component (`default-scheduler`, `kubelet`,
@@ -952,7 +1294,7 @@ impl Store {
         if let Some(h) = host {
             source["host"] = json!(h);
         }
-        let suffix: u64 = rand::random::<u64>() & 0x000f_ffff_ffff_ffff;
+        let suffix = next_event_suffix();
         let ev = json!({
             "apiVersion": "v1",
             "kind": "Event",
@@ -974,3 +1316,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+/// Applies the API server's defaults for `kind` to an object (used on updates; create
+/// applies them itself).
+pub fn default_object(kind: ResourceKind, obj: &mut Value) {
+    defaults::apply(kind, obj, 0);
+}

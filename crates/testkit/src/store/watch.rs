@@ -121,7 +121,10 @@ impl WatchStream {
         let now = self.filter.matches(&ev.object);
         let kind = match ev.kind {
             WatchEventType::Modified => {
-                let before = ev.old_object.as_ref().is_none_or(|o| self.filter.matches(o));
+                let before = ev
+                    .old_object
+                    .as_ref()
+                    .is_none_or(|o| self.filter.matches(o));
                 match (before, now) {
                     (true, true) => WatchEventType::Modified,
                     (false, true) => WatchEventType::Added,
