@@ -1,1 +1,24 @@
 #![doc = include_str!("../README.md")]
+
+mod api;
+mod cancel;
+mod client;
+mod deadlines;
+mod flavor;
+mod handle;
+mod logs;
+mod operator;
+mod outcome;
+mod preview;
+mod retry;
+mod submit;
+mod wait;
+mod watch;
+
+pub use flavor::{KubernetesStepOperatorFlavor, register};
+pub use handle::KubernetesHandle;
+pub use operator::KubernetesStepOperator;
+pub use preview::{Preview, ServerPreview};
+
+/// The flavor name.
+pub const FLAVOR: &str = "kubernetes";

@@ -1,0 +1,805 @@
+//! Step logs: the `main` container of every pod of the step, with timestamps.
+//!
+//! A follower per pod streams `…/log?container=main&timestamps=true&follow=true`. When
+//! the stream drops before the container has ended, it reconnects with `sinceTime` set
+//! to the last timestamp it saw and skips the lines it already delivered (by timestamp,
+//! and by position among lines with the same timestamp), so no line is lost or
+//! repeated. Every line is also appended (once, whoever streams it) to a JSON-lines file
+//! per step run under the operator's state directory, so the logs outlive the pod.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use parking_lot::Mutex;
+use stepstack_core::{Error, ErrorKind, LogLine, LogStream, Result, StepHandle};
+use stepstack_settings::MAIN_CONTAINER;
+use tokio::sync::mpsc;
+
+use crate::api::{Api, ApiError, Call, CallPolicy, encode};
+use crate::handle::KubernetesHandle;
+use crate::operator::Inner;
+use crate::outcome::main_status;
+use crate::watch::NamespaceWatch;
+
+/// How long a log stream waits for the pods of a finished Job to show up.
+const POD_GRACE: Duration = Duration::from_secs(2);
+
+/// Annotation (and label) with a pod's index in an Indexed Job.
+const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
+
+/// The log file of a step run, if logs are kept.
+pub(crate) fn log_file(state_dir: Option<&Path>, step_run_id: &str, keep: bool) -> Option<PathBuf> {
+    let dir = state_dir.filter(|_| keep)?;
+    let safe: String = step_run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(dir.join("logs").join(format!("{safe}.jsonl")))
+}
+
+/// Position of a line within its pod's log: its timestamp and its ordinal among the lines
+/// with that timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Position {
+    ts: Option<Timestamp>,
+    ordinal: u32,
+}
+
+impl Position {
+    /// Whether a line at `next` comes after `self`.
+    fn is_before(&self, next: &Position) -> bool {
+        match (self.ts, next.ts) {
+            (Some(a), Some(b)) => a < b || (a == b && self.ordinal < next.ordinal),
+            _ => true,
+        }
+    }
+}
+
+/// Writes each line of a step run to its file exactly once, whichever stream saw it.
+#[derive(Debug, Default)]
+pub(crate) struct LogFiles {
+    files: Mutex<HashMap<PathBuf, Arc<Mutex<FileState>>>>,
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    /// Last written position per pod index (`u32::MAX` for single-pod steps).
+    last: HashMap<u32, Position>,
+    broken: bool,
+}
+
+impl LogFiles {
+    fn state(&self, path: &Path) -> Arc<Mutex<FileState>> {
+        self.files
+            .lock()
+            .entry(path.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(read_positions(path))))
+            .clone()
+    }
+
+    fn write(&self, path: &Path, line: &LogLine, position: Position) {
+        let state = self.state(path);
+        let mut state = state.lock();
+        if state.broken {
+            return;
+        }
+        let key = line.pod_index.unwrap_or(u32::MAX);
+        if let Some(last) = state.last.get(&key)
+            && !last.is_before(&position)
+        {
+            return;
+        }
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            let mut text = serde_json::to_string(&FileLine {
+                line,
+                ordinal: position.ordinal,
+            })?;
+            text.push('\n');
+            file.write_all(text.as_bytes())
+        })();
+        match result {
+            Ok(()) => {
+                state.last.insert(key, position);
+            }
+            Err(err) => {
+                tracing::warn!(file = %path.display(), error = %err, "cannot write the step's log file; logs are not kept");
+                state.broken = true;
+            }
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct FileLine<'a> {
+    #[serde(flatten)]
+    line: &'a LogLine,
+    ordinal: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredLine {
+    #[serde(flatten)]
+    line: LogLine,
+    #[serde(default)]
+    ordinal: u32,
+}
+
+fn read_stored(path: &Path) -> Vec<StoredLine> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn read_positions(path: &Path) -> FileState {
+    let mut state = FileState::default();
+    for stored in read_stored(path) {
+        state.last.insert(
+            stored.line.pod_index.unwrap_or(u32::MAX),
+            Position {
+                ts: stored.line.timestamp,
+                ordinal: stored.ordinal,
+            },
+        );
+    }
+    state
+}
+
+/// Parses a line of `timestamps=true` output: `2026-01-01T00:00:00.123456789Z text`.
+fn parse_line(raw: &str) -> (Option<Timestamp>, String) {
+    let raw = raw.strip_suffix('\r').unwrap_or(raw);
+    if let Some((first, rest)) = raw.split_once(' ')
+        && let Ok(ts) = first.parse::<Timestamp>()
+    {
+        return (Some(ts), rest.to_owned());
+    }
+    match raw.parse::<Timestamp>() {
+        Ok(ts) => (Some(ts), String::new()),
+        Err(_) => (None, raw.to_owned()),
+    }
+}
+
+/// Everything a follower needs.
+struct Ctx {
+    api: Api,
+    namespace: String,
+    calls: CallPolicy,
+    watch: Arc<NamespaceWatch>,
+    step_run: String,
+    file: Option<PathBuf>,
+    files: Arc<Inner>,
+    multi: bool,
+    /// Only lines written after this time.
+    after: Option<Timestamp>,
+}
+
+/// The logs of the step of `handle`.
+pub(crate) async fn logs(
+    inner: &Arc<Inner>,
+    handle: &StepHandle,
+    follow: bool,
+    after: Option<Timestamp>,
+) -> Result<LogStream> {
+    let (rx, _task) = start(inner, handle, follow, after).await?;
+    let mut rx = rx;
+    Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
+}
+
+/// Follows the logs of the step of `handle` into its log file only (used while
+/// waiting, so the logs are kept even if nobody reads them).
+pub(crate) async fn capture(
+    inner: &Arc<Inner>,
+    handle: &StepHandle,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let (mut rx, task) = start(inner, handle, true, None).await?;
+    Ok(tokio::spawn(async move {
+        while rx.recv().await.is_some() {}
+        drop(task);
+    }))
+}
+
+async fn start(
+    inner: &Arc<Inner>,
+    handle: &StepHandle,
+    follow: bool,
+    after: Option<Timestamp>,
+) -> Result<(mpsc::Receiver<Result<LogLine>>, tokio::task::JoinHandle<()>)> {
+    let data = KubernetesHandle::from_handle(handle)?;
+    let api = inner.api_for(&data).await?.clone();
+    let calls = data.policy.calls();
+    let watch = inner.watch(&api, &data.namespace, calls).await?;
+    let ctx = Arc::new(Ctx {
+        api,
+        namespace: data.namespace.clone(),
+        calls,
+        watch,
+        step_run: data.step_run_label.clone(),
+        file: data.log_file.clone(),
+        files: inner.clone(),
+        multi: data.pod_count > 1,
+        after,
+    });
+    let (tx, rx) = mpsc::channel(256);
+    let task = tokio::spawn(produce(ctx, data, follow, tx));
+    Ok((rx, task))
+}
+
+async fn produce(
+    ctx: Arc<Ctx>,
+    data: KubernetesHandle,
+    follow: bool,
+    tx: mpsc::Sender<Result<LogLine>>,
+) {
+    let mut sub = ctx.watch.subscribe(&ctx.step_run);
+    let mut started: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // When the Job was first seen finished: its pods may still be on their way through
+    // the pods' watch, so the stream waits a little for them.
+    let mut done_since: Option<tokio::time::Instant> = None;
+    // When the latest attempt was first seen failed with a retry due.
+    let mut retry_since: Option<tokio::time::Instant> = None;
+    let mut latest_n: Option<u32> = None;
+    let mut listed_after_done = false;
+    loop {
+        let attempts = ctx.watch.snapshot(&ctx.step_run);
+        let latest = attempts
+            .range(data.attempt..)
+            .next_back()
+            .map(|(_, a)| a.clone());
+        let pods: Vec<Arc<Pod>> = latest.as_ref().map(|a| a.pods.clone()).unwrap_or_default();
+        if !follow {
+            let mut pods = pods;
+            if pods.is_empty() && latest.as_ref().is_some_and(|a| !a.job_deleted) {
+                // The pods' watch may lag behind: read the pods directly.
+                pods = list_pods(
+                    &ctx,
+                    data.attempt.max(latest_attempt(&attempts, data.attempt)),
+                )
+                .await;
+            }
+            pods.sort_by_key(|p| pod_index(p));
+            if pods.is_empty() {
+                replay_file(&ctx, &tx).await;
+                return;
+            }
+            for pod in pods {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                match follow_pod(&ctx, &name, pod_index(&pod), false, &tx).await {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == ErrorKind::NotFound => {
+                        replay_file(&ctx, &tx).await;
+                        return;
+                    }
+                    // 400: the container has not started, so it has no log yet.
+                    Err(err) if err.kind() == ErrorKind::InvalidSettings => {}
+                    Err(err) => {
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                }
+            }
+            return;
+        }
+        for pod in &pods {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if started.contains_key(&name)
+                || pod.metadata.deletion_timestamp.is_some() && !container_started(pod)
+            {
+                continue;
+            }
+            let ctx = ctx.clone();
+            let tx = tx.clone();
+            let index = pod_index(pod);
+            let pod_name = name.clone();
+            started.insert(
+                name,
+                tokio::spawn(async move {
+                    if let Err(err) = follow_pod(&ctx, &pod_name, index, true, &tx).await
+                        && err.kind() != ErrorKind::NotFound
+                    {
+                        let _ = tx.send(Err(err)).await;
+                    }
+                }),
+            );
+        }
+        let finished = latest.as_ref().is_some_and(|a| {
+            let job_done = a.job_deleted
+                || a.job.as_ref().is_some_and(|j| {
+                    j.metadata.deletion_timestamp.is_some()
+                        || j.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|cs| {
+                                cs.iter().any(|c| {
+                                    c.status == "True"
+                                        && (c.type_ == "Complete" || c.type_ == "Failed")
+                                })
+                            })
+                });
+            let all_pods = a.pods.len() >= data.pod_count as usize;
+            (all_pods && (job_done || a.pods.iter().all(|p| pod_terminal(p)))) || {
+                if job_done {
+                    let since = *done_since.get_or_insert_with(tokio::time::Instant::now);
+                    since.elapsed() >= POD_GRACE && listed_after_done
+                } else {
+                    false
+                }
+            }
+        });
+        // The Job is done but its pods have not come through the watch: read them.
+        if !finished
+            && !listed_after_done
+            && done_since.is_some_and(|since| since.elapsed() >= POD_GRACE)
+        {
+            listed_after_done = true;
+            let n = latest_attempt(&attempts, data.attempt);
+            list_pods(&ctx, n).await;
+            continue;
+        }
+        let n = attempts
+            .range(data.attempt..)
+            .next_back()
+            .map_or(data.attempt, |(n, _)| *n);
+        if latest_n != Some(n) {
+            latest_n = Some(n);
+            done_since = None;
+            retry_since = None;
+            listed_after_done = false;
+        }
+        if finished && started.values().all(|t| t.is_finished()) {
+            // A failed attempt that will be retried: follow the next attempt too.
+            if let Some(limit) = latest.as_ref().and_then(|a| retry_due(a, &data)) {
+                let since = *retry_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() < limit && !tx.is_closed() {
+                    tokio::select! {
+                        _ = sub.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = tx.closed() => {}
+                    }
+                    continue;
+                }
+            }
+            if started.is_empty() && tx.capacity() == tx.max_capacity() {
+                replay_file(&ctx, &tx).await;
+            }
+            return;
+        }
+        if tx.is_closed() {
+            for task in started.values() {
+                task.abort();
+            }
+            return;
+        }
+        tokio::select! {
+            _ = sub.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)), if finished || done_since.is_some() => {}
+            _ = tx.closed() => {}
+        }
+    }
+}
+
+/// If `attempt` failed and `wait` will start another one, how long to wait for it.
+fn retry_due(
+    attempt: &crate::outcome::AttemptSnapshot,
+    data: &KubernetesHandle,
+) -> Option<Duration> {
+    let job = attempt.job.as_deref()?;
+    let crate::outcome::Verdict::Failed(failure) =
+        crate::outcome::evaluate(attempt, &data.policy.deadlines, Timestamp::now())
+    else {
+        return None;
+    };
+    match data
+        .policy
+        .retry
+        .decide(&failure.reason, crate::wait::retry_counts(job))
+    {
+        crate::retry::RetryDecision::Retry { delay, .. } => {
+            Some(delay * 2 + Duration::from_secs(30))
+        }
+        crate::retry::RetryDecision::GiveUp => None,
+    }
+}
+
+fn latest_attempt(
+    attempts: &std::collections::BTreeMap<u32, crate::outcome::AttemptSnapshot>,
+    from: u32,
+) -> u32 {
+    attempts.range(from..).next_back().map_or(from, |(n, _)| *n)
+}
+
+/// The pods of `attempt`, read directly from the API.
+async fn list_pods(ctx: &Ctx, attempt: u32) -> Vec<Arc<Pod>> {
+    #[derive(serde::Deserialize)]
+    struct PodList {
+        items: Vec<Pod>,
+    }
+    let selector = format!(
+        "{}={},{}={attempt}",
+        crate::watch::state::STEP_RUN_LABEL,
+        ctx.step_run,
+        crate::watch::state::ATTEMPT_LABEL
+    );
+    let call = Call::get(
+        format!(
+            "list the pods of step run {} in {}",
+            ctx.step_run, ctx.namespace
+        ),
+        format!(
+            "/api/v1/namespaces/{}/pods?labelSelector={}",
+            ctx.namespace,
+            encode(&selector)
+        ),
+    );
+    match ctx.api.json::<PodList>(&call, ctx.calls).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .map(|p| {
+                ctx.watch.insert_pod(p.clone());
+                Arc::new(p)
+            })
+            .collect(),
+        Err(err) => {
+            tracing::debug!(error = %err, "could not list the step's pods");
+            Vec::new()
+        }
+    }
+}
+
+/// Sends the kept log of a step whose pods are gone.
+async fn replay_file(ctx: &Ctx, tx: &mpsc::Sender<Result<LogLine>>) {
+    let Some(path) = &ctx.file else { return };
+    for stored in read_stored(path) {
+        if let (Some(after), Some(ts)) = (ctx.after, stored.line.timestamp)
+            && ts <= after
+        {
+            continue;
+        }
+        if tx.send(Ok(stored.line)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn pod_index(pod: &Pod) -> Option<u32> {
+    let meta = &pod.metadata;
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(INDEX_KEY))
+        .or_else(|| meta.labels.as_ref().and_then(|l| l.get(INDEX_KEY)))
+        .and_then(|v| v.parse().ok())
+}
+
+fn container_started(pod: &Pod) -> bool {
+    main_status(pod)
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        || main_status(pod)
+            .and_then(|c| c.last_state.as_ref())
+            .is_some_and(|s| s.terminated.is_some())
+}
+
+fn pod_terminal(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
+        || main_status(pod)
+            .and_then(|c| c.state.as_ref())
+            .is_some_and(|s| s.terminated.is_some())
+}
+
+/// The pod as the watch last saw it; `None` when it is gone.
+fn current_pod(ctx: &Ctx, name: &str) -> Option<Arc<Pod>> {
+    ctx.watch
+        .snapshot(&ctx.step_run)
+        .into_values()
+        .flat_map(|a| a.pods)
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+}
+
+/// Streams the log of one pod, resuming after drops, until its container has ended.
+async fn follow_pod(
+    ctx: &Ctx,
+    pod: &str,
+    index: Option<u32>,
+    follow: bool,
+    tx: &mpsc::Sender<Result<LogLine>>,
+) -> Result<()> {
+    let index = if ctx.multi { index } else { None };
+    // Resuming after a given time: every line at or before it counts as delivered.
+    let mut last = Position {
+        ts: ctx.after,
+        ordinal: if ctx.after.is_some() { u32::MAX } else { 0 },
+    };
+    let mut sub = ctx.watch.subscribe(&ctx.step_run);
+    let mut reconnects = 0u32;
+    loop {
+        if follow {
+            // Wait until the container has started (or the pod is gone).
+            loop {
+                match current_pod(ctx, pod) {
+                    None => return Ok(()),
+                    Some(p) if container_started(&p) => break,
+                    Some(p) if p.metadata.deletion_timestamp.is_some() || pod_terminal(&p) => {
+                        return Ok(());
+                    }
+                    Some(_) => sub.changed().await,
+                }
+            }
+        }
+        let mut query = format!("container={MAIN_CONTAINER}&timestamps=true");
+        if follow {
+            query.push_str("&follow=true");
+        }
+        if let Some(ts) = last.ts {
+            query.push_str(&format!("&sinceTime={}", encode(&ts.to_string())));
+        }
+        let call = Call::get(
+            format!("read the log of pod {}/{pod}", ctx.namespace),
+            format!(
+                "/api/v1/namespaces/{}/pods/{pod}/log?{query}",
+                ctx.namespace
+            ),
+        );
+        let clean_end = match ctx.api.stream(&call, ctx.calls).await {
+            Ok(body) => read_body(ctx, body, index, &mut last, tx).await?,
+            Err(err) if err.code() == Some(404) => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("pod {}/{pod} is gone", ctx.namespace),
+                ));
+            }
+            Err(err) if err.code() == Some(400) && follow => {
+                // The container is not running yet; wait for the next change.
+                tokio::select! {
+                    _ = sub.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            Err(err) if err.is_transient() && follow => {
+                tracing::debug!(pod, error = %err, "log stream failed; retrying");
+                tokio::time::sleep(crate::api::backoff_delay(reconnects)).await;
+                reconnects = reconnects.saturating_add(1);
+                continue;
+            }
+            Err(err) => {
+                return Err(
+                    ApiError::into_core(err).with_context("namespace", ctx.namespace.clone())
+                );
+            }
+        };
+        if !follow || tx.is_closed() {
+            return Ok(());
+        }
+        // The stream ended: finished, or dropped?
+        if clean_end {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                match current_pod(ctx, pod) {
+                    None => return Ok(()),
+                    Some(p) if pod_terminal(&p) || p.metadata.deletion_timestamp.is_some() => {
+                        return Ok(());
+                    }
+                    Some(_) => {}
+                }
+                tokio::select! {
+                    _ = sub.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        tracing::debug!(pod, since = ?last.ts, "log stream dropped; resuming");
+        tokio::time::sleep(crate::api::backoff_delay(reconnects.min(3))).await;
+        reconnects = reconnects.saturating_add(1);
+    }
+}
+
+/// Reads one log response; returns whether it ended cleanly (not dropped).
+async fn read_body(
+    ctx: &Ctx,
+    body: kube::client::Body,
+    index: Option<u32>,
+    last: &mut Position,
+    tx: &mpsc::Sender<Result<LogLine>>,
+) -> Result<bool> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::new();
+    let mut current = Position::default();
+    loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                buffer.extend_from_slice(&chunk);
+                while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                    let raw = buffer.split_to(pos + 1);
+                    let text = String::from_utf8_lossy(&raw[..pos]).into_owned();
+                    if !emit(ctx, &text, index, &mut current, last, tx).await {
+                        return Ok(true);
+                    }
+                }
+            }
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "log stream broke off");
+                // A partial last line is dropped: it is read again after resuming.
+                return Ok(false);
+            }
+            None => {
+                if !buffer.is_empty() {
+                    let text = String::from_utf8_lossy(buffer.chunk()).into_owned();
+                    buffer.clear();
+                    emit(ctx, &text, index, &mut current, last, tx).await;
+                }
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Delivers one raw line unless it was delivered before; false when nobody listens.
+///
+/// `current` is the position of the previous line of this connection (its ordinal
+/// counts the lines with the same timestamp); `last` the position of the last line
+/// delivered by any connection of this follower. A reconnect with `sinceTime` replays
+/// the lines at the resume timestamp, which compare as not after `last` and are skipped.
+async fn emit(
+    ctx: &Ctx,
+    raw: &str,
+    index: Option<u32>,
+    current: &mut Position,
+    last: &mut Position,
+    tx: &mpsc::Sender<Result<LogLine>>,
+) -> bool {
+    let (ts, text) = parse_line(raw);
+    let position = match (ts, current.ts) {
+        (Some(ts), Some(prev)) if ts == prev => Position {
+            ts: Some(ts),
+            ordinal: current.ordinal + 1,
+        },
+        (ts, _) => Position { ts, ordinal: 1 },
+    };
+    *current = position;
+    if last.ts.is_some() && !last.is_before(&position) {
+        return true;
+    }
+    *last = position;
+    let mut line = LogLine::new(ts, text);
+    if let Some(i) = index {
+        line = line.with_pod_index(i);
+    }
+    if let Some(file) = &ctx.file {
+        ctx.files.log_files.write(file, &line, position);
+    }
+    tx.send(Ok(line)).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamped_lines() {
+        let (ts, text) = parse_line("2026-01-01T00:00:00.123456789Z hello world");
+        assert_eq!(ts.unwrap().to_string(), "2026-01-01T00:00:00.123456789Z");
+        assert_eq!(text, "hello world");
+        let (ts, text) = parse_line("no timestamp here");
+        assert!(ts.is_none());
+        assert_eq!(text, "no timestamp here");
+        let (ts, text) = parse_line("2026-01-01T00:00:00Z");
+        assert!(ts.is_some());
+        assert_eq!(text, "");
+    }
+
+    #[test]
+    fn positions_order_by_timestamp_then_ordinal() {
+        let t1: Timestamp = "2026-01-01T00:00:01Z".parse().unwrap();
+        let t2: Timestamp = "2026-01-01T00:00:02Z".parse().unwrap();
+        let a = Position {
+            ts: Some(t1),
+            ordinal: 1,
+        };
+        let b = Position {
+            ts: Some(t1),
+            ordinal: 2,
+        };
+        let c = Position {
+            ts: Some(t2),
+            ordinal: 1,
+        };
+        assert!(a.is_before(&b) && b.is_before(&c) && a.is_before(&c));
+        assert!(!b.is_before(&a) && !a.is_before(&a));
+    }
+
+    #[test]
+    fn log_files_write_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_file(Some(dir.path()), "sr/1", true).unwrap();
+        assert!(path.ends_with("logs/sr_1.jsonl"));
+        let files = LogFiles::default();
+        let t1: Timestamp = "2026-01-01T00:00:01Z".parse().unwrap();
+        let l = |text: &str| LogLine::new(Some(t1), text);
+        files.write(
+            &path,
+            &l("a"),
+            Position {
+                ts: Some(t1),
+                ordinal: 1,
+            },
+        );
+        files.write(
+            &path,
+            &l("b"),
+            Position {
+                ts: Some(t1),
+                ordinal: 2,
+            },
+        );
+        // A second stream delivering the same lines writes nothing.
+        files.write(
+            &path,
+            &l("a"),
+            Position {
+                ts: Some(t1),
+                ordinal: 1,
+            },
+        );
+        files.write(
+            &path,
+            &l("b"),
+            Position {
+                ts: Some(t1),
+                ordinal: 2,
+            },
+        );
+        let texts: Vec<String> = read_stored(&path)
+            .into_iter()
+            .map(|s| s.line.text)
+            .collect();
+        assert_eq!(texts, ["a", "b"]);
+        // Another process resumes from the file.
+        let other = LogFiles::default();
+        other.write(
+            &path,
+            &l("b"),
+            Position {
+                ts: Some(t1),
+                ordinal: 2,
+            },
+        );
+        other.write(
+            &path,
+            &l("c"),
+            Position {
+                ts: Some(t1),
+                ordinal: 3,
+            },
+        );
+        let texts: Vec<String> = read_stored(&path)
+            .into_iter()
+            .map(|s| s.line.text)
+            .collect();
+        assert_eq!(texts, ["a", "b", "c"]);
+        assert!(log_file(Some(dir.path()), "x", false).is_none());
+    }
+}

@@ -1,0 +1,400 @@
+//! Creating one attempt of a step: the Secret with its secret environment, the Job, and
+//! for `pod_count > 1` the headless Service; retried creates adopt what exists.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use stepstack_core::secrecy::ExposeSecret;
+use stepstack_core::{Error, ErrorKind, Result, StepHandle, StepLaunch};
+use stepstack_settings::{
+    KubernetesStepOperatorSettings, ManifestError, ManifestInput, ResourceSettings, SecretEnvRef,
+    build_headless_service, build_job, job_labels, sanitize_label_value,
+};
+
+use crate::api::{Api, ApiError, Call, CallPolicy, encode};
+use crate::handle::{KubernetesHandle, WaitPolicy};
+use crate::operator::Inner;
+use crate::watch::state::STEP_RUN_LABEL;
+
+/// Submits attempt 0 of `launch`.
+pub(crate) async fn submit(inner: &Inner, launch: StepLaunch) -> Result<StepHandle> {
+    let settings = inner.effective_settings(&launch)?;
+    let namespace = inner.config.kubernetes_namespace.clone();
+    let calls = CallPolicy::new(settings.api_request_timeout, settings.max_api_retries);
+    let (job, secret) = manifests(&settings, &launch, &namespace)?;
+    let (api, cluster) = inner.api().await?;
+    // Start the namespace's shared watch now, so it sees the step from the beginning.
+    inner.hub.namespace(api, &namespace);
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let context = |e: Error| {
+        e.with_context("namespace", namespace.clone())
+            .with_context("job", job_name.clone())
+            .with_context("step", launch.step_name.clone())
+    };
+
+    if let Some(sa) = settings.service_account_name.as_deref() {
+        check_service_account(inner, api, &namespace, sa, calls)
+            .await
+            .map_err(context)?;
+    }
+    if let Some(secret) = &secret {
+        create_secret(api, secret, calls).await.map_err(context)?;
+    }
+    inner.submitted.lock().insert(job_name.clone());
+    let created = match create_job(api, &job, calls).await {
+        Ok(created) => created,
+        Err(e) => {
+            if let Some(secret) = &secret {
+                delete_quietly(
+                    api,
+                    &secret_path(&namespace, secret.metadata.name.as_deref().unwrap_or("")),
+                    calls,
+                )
+                .await;
+            }
+            return Err(context(e));
+        }
+    };
+    attach(
+        api,
+        &created,
+        secret.as_ref().and_then(|s| s.metadata.name.as_deref()),
+        calls,
+    )
+    .await
+    .map_err(context)?;
+    tracing::info!(namespace = %namespace, job = %job_name, step = %launch.step_name, "submitted step");
+
+    let data = KubernetesHandle {
+        cluster: cluster.to_owned(),
+        namespace: namespace.clone(),
+        job_name: job_name.clone(),
+        attempt: 0,
+        step_run_label: sanitize_label_value(&launch.step_run_id),
+        pod_count: settings.pod_count.max(1),
+        job_name_prefix: settings.job_name_prefix.clone(),
+        log_file: crate::logs::log_file(
+            inner.state_dir.as_deref(),
+            &launch.step_run_id,
+            settings.logs.keep,
+        ),
+        policy: WaitPolicy::from_settings(&settings),
+    };
+    let data = serde_json::to_value(&data).map_err(|e| {
+        Error::new(ErrorKind::Internal, "cannot serialize the step handle").with_source(e)
+    })?;
+    Ok(StepHandle::new(crate::FLAVOR, &launch, data))
+}
+
+/// The Job (and the Secret of the secret environment) of attempt 0 of `launch`.
+pub(crate) fn manifests(
+    settings: &KubernetesStepOperatorSettings,
+    launch: &StepLaunch,
+    namespace: &str,
+) -> Result<(Job, Option<Secret>)> {
+    let mut input = manifest_input(launch, namespace);
+    let probe = build_job(settings, &input).map_err(|e| manifest_error(e, launch))?;
+    if launch.secret_environment.is_empty() {
+        return Ok((probe, None));
+    }
+    let job_name = probe.metadata.name.clone().unwrap_or_default();
+    let secret_name = format!("{job_name}-env");
+    input.secret_env = launch
+        .secret_environment
+        .keys()
+        .map(|name| SecretEnvRef {
+            name: name.clone(),
+            secret_name: secret_name.clone(),
+            key: name.clone(),
+        })
+        .collect();
+    let job = build_job(settings, &input).map_err(|e| manifest_error(e, launch))?;
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(job_labels(&input)),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some(
+            launch
+                .secret_environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose_secret().to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        ..Default::default()
+    };
+    Ok((job, Some(secret)))
+}
+
+fn manifest_input(launch: &StepLaunch, namespace: &str) -> ManifestInput {
+    ManifestInput {
+        pipeline_name: launch.pipeline_name.clone(),
+        run_name: launch.run_name.clone(),
+        run_id: launch.run_id.clone(),
+        step_name: launch.step_name.clone(),
+        step_run_id: launch.step_run_id.clone(),
+        attempt: 0,
+        namespace: namespace.to_owned(),
+        image: launch.image.clone(),
+        command: launch.command.clone(),
+        args: launch.args.clone(),
+        env: launch
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        secret_env: Vec::new(),
+        resources: ResourceSettings {
+            cpu_count: launch.resources.cpu_count,
+            gpu_count: launch.resources.gpu_count,
+            memory: launch.resources.memory.clone(),
+            ..Default::default()
+        },
+        pod_count: None,
+    }
+}
+
+fn manifest_error(e: ManifestError, launch: &StepLaunch) -> Error {
+    Error::new(
+        ErrorKind::InvalidSettings,
+        format!("cannot build the step's Job: {e}"),
+    )
+    .with_context("flavor", crate::FLAVOR)
+    .with_context("step", launch.step_name.clone())
+}
+
+pub(crate) fn jobs_path(namespace: &str) -> String {
+    format!("/apis/batch/v1/namespaces/{namespace}/jobs")
+}
+
+pub(crate) fn job_path(namespace: &str, name: &str) -> String {
+    format!("/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+}
+
+fn secret_path(namespace: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/secrets/{name}")
+}
+
+/// Whether a submit error means the API server refused the step's objects (so `launch`
+/// reports `CreateFailed`): invalid objects and admission or quota refusals.
+pub(crate) fn is_create_rejection(err: &Error) -> bool {
+    matches!(
+        err.context_value("api_reason"),
+        Some("Invalid" | "BadRequest" | "UnprocessableEntity")
+    ) || (err.kind() == ErrorKind::PermissionDenied && err.message().contains("exceeded quota"))
+}
+
+/// Maps a create error, explaining a missing namespace.
+fn create_error(err: ApiError, namespace: &str) -> Error {
+    if err.code() == Some(404) {
+        return Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "namespace `{namespace}` does not exist; create it with `kubectl create namespace {namespace}` or set `kubernetes_namespace` to an existing one"
+            ),
+        )
+        .with_context("api_reason", "NotFound")
+        .with_source(err);
+    }
+    err.into_core()
+}
+
+/// Creates `job`; a 409 adopts the existing Job when it belongs to the same step run.
+pub(crate) async fn create_job(api: &Api, job: &Job, calls: CallPolicy) -> Result<Job> {
+    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let call = Call::post(
+        format!("create Job {namespace}/{name}"),
+        jobs_path(&namespace),
+        job,
+    );
+    match api.json::<Job>(&call, calls).await {
+        Ok(created) => Ok(created),
+        Err(err) if err.code() == Some(409) => {
+            let get = Call::get(
+                format!("get Job {namespace}/{name}"),
+                job_path(&namespace, &name),
+            );
+            let existing: Job = api.json(&get, calls).await.map_err(ApiError::into_core)?;
+            let ours = label(job, STEP_RUN_LABEL);
+            if ours.is_some() && label(&existing, STEP_RUN_LABEL) == ours {
+                tracing::debug!(namespace = %namespace, job = %name, "the Job already exists for this step run; adopting it");
+                Ok(existing)
+            } else {
+                Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "a Job named `{name}` already exists in namespace `{namespace}` and belongs to another step run; delete it or set `job_name_prefix`"
+                    ),
+                )
+                .with_context("api_reason", "AlreadyExists"))
+            }
+        }
+        Err(err) => Err(create_error(err, &namespace)),
+    }
+}
+
+fn label<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+    job.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// Makes what belongs to a created Job: the owner reference on its Secret and, for
+/// multi-pod Jobs, the headless Service (the Job is deleted if that fails).
+pub(crate) async fn attach(
+    api: &Api,
+    job: &Job,
+    secret: Option<&str>,
+    calls: CallPolicy,
+) -> Result<()> {
+    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    if let Some(secret) = secret {
+        own_secret(api, &namespace, secret, &name, &uid, calls).await?;
+    }
+    let multi = job.spec.as_ref().and_then(|s| s.completion_mode.as_deref()) == Some("Indexed");
+    if multi {
+        let service = build_headless_service(job, &uid).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot build the headless Service: {e}"),
+            )
+        })?;
+        let call = Call::post(
+            format!("create Service {namespace}/{name}"),
+            format!("/api/v1/namespaces/{namespace}/services"),
+            &service,
+        );
+        match api.bytes(&call, calls).await {
+            Ok(_) => {}
+            Err(err) if err.code() == Some(409) => {}
+            Err(err) => {
+                tracing::warn!(namespace = %namespace, job = %name, error = %err, "could not create the headless Service; deleting the Job");
+                crate::cancel::delete_job(api, &namespace, &name, calls)
+                    .await
+                    .ok();
+                return Err(err.into_core());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_secret(api: &Api, secret: &Secret, calls: CallPolicy) -> Result<()> {
+    let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let call = Call::post(
+        format!("create Secret {namespace}/{name}"),
+        format!("/api/v1/namespaces/{namespace}/secrets"),
+        secret,
+    );
+    match api.bytes(&call, calls).await {
+        Ok(_) => Ok(()),
+        Err(err) if err.code() == Some(409) => {
+            // A retried submit: replace the values (the name is per step run).
+            let patch = serde_json::json!({"stringData": secret.string_data});
+            let call = Call::merge_patch(
+                format!("update Secret {namespace}/{name}"),
+                secret_path(&namespace, &name),
+                &patch,
+            );
+            api.bytes(&call, calls)
+                .await
+                .map(|_| ())
+                .map_err(ApiError::into_core)
+        }
+        Err(err) => Err(create_error(err, &namespace)),
+    }
+}
+
+/// Adds the Job as an owner of the Secret, so the Secret goes with the Job.
+async fn own_secret(
+    api: &Api,
+    namespace: &str,
+    secret: &str,
+    job: &str,
+    uid: &str,
+    calls: CallPolicy,
+) -> Result<()> {
+    let get = Call::get(
+        format!("get Secret {namespace}/{secret}"),
+        secret_path(namespace, secret),
+    );
+    let current: Secret = api.json(&get, calls).await.map_err(ApiError::into_core)?;
+    let mut owners = current.metadata.owner_references.unwrap_or_default();
+    if owners.iter().any(|o| o.uid == uid) {
+        return Ok(());
+    }
+    owners.push(OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: job.to_owned(),
+        uid: uid.to_owned(),
+        controller: Some(false),
+        block_owner_deletion: Some(false),
+    });
+    let patch = serde_json::json!({"metadata": {"ownerReferences": owners}});
+    let call = Call::merge_patch(
+        format!("own Secret {namespace}/{secret}"),
+        secret_path(namespace, secret),
+        &patch,
+    );
+    api.bytes(&call, calls)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::into_core)
+}
+
+async fn delete_quietly(api: &Api, path: &str, calls: CallPolicy) {
+    let call = Call::delete(format!("delete {path}"), path, &serde_json::json!({}));
+    if let Err(err) = api.bytes(&call, calls).await {
+        tracing::warn!(error = %err, "cleanup failed");
+    }
+}
+
+/// Checks once per operator that the service account exists, so a typo is a clear error
+/// rather than a Job that never creates a pod.
+async fn check_service_account(
+    inner: &Inner,
+    api: &Api,
+    namespace: &str,
+    name: &str,
+    calls: CallPolicy,
+) -> Result<()> {
+    let key = (namespace.to_owned(), name.to_owned());
+    if inner.service_accounts.lock().contains(&key) {
+        return Ok(());
+    }
+    let call = Call::get(
+        format!("get ServiceAccount {namespace}/{name}"),
+        format!(
+            "/api/v1/namespaces/{namespace}/serviceaccounts/{}",
+            encode(name)
+        ),
+    );
+    match api.json::<ServiceAccount>(&call, calls).await {
+        Ok(_) => {
+            inner.service_accounts.lock().insert(key);
+            Ok(())
+        }
+        Err(err) if err.code() == Some(404) => {
+            let not_found = err.status_message().unwrap_or_default().to_owned();
+            let message = if not_found.contains("namespaces") {
+                format!(
+                    "namespace `{namespace}` does not exist; create it with `kubectl create namespace {namespace}` or set `kubernetes_namespace` to an existing one"
+                )
+            } else {
+                format!(
+                    "service account `{name}` does not exist in namespace `{namespace}`; create it with `kubectl create serviceaccount {name} -n {namespace}` or change `service_account_name`"
+                )
+            };
+            Err(Error::new(ErrorKind::NotFound, message).with_source(err))
+        }
+        Err(err) => Err(err.into_core()),
+    }
+}

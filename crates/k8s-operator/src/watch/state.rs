@@ -1,0 +1,307 @@
+//! The in-memory picture of one namespace's managed Jobs and pods, grouped by step run
+//! and attempt, with one notification channel per step run.
+//!
+//! Deleted Jobs stay as tombstones (with their last seen status), so a Job removed by
+//! `ttlSecondsAfterFinished` after it succeeded still reads as succeeded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use tokio::sync::watch;
+
+use crate::outcome::AttemptSnapshot;
+
+/// Label with the sanitised step-run id.
+pub(crate) const STEP_RUN_LABEL: &str = "stepstack.dev/step-run-id";
+/// Label with the attempt number.
+pub(crate) const ATTEMPT_LABEL: &str = "stepstack.dev/attempt";
+
+/// Step run (label value) and attempt of a managed object.
+fn key_of(meta: &ObjectMeta) -> Option<(String, u32)> {
+    let labels = meta.labels.as_ref()?;
+    let step_run = labels.get(STEP_RUN_LABEL)?.clone();
+    let attempt = labels
+        .get(ATTEMPT_LABEL)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    Some((step_run, attempt))
+}
+
+/// How long a deleted Job's last state is kept for late waiters.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(3600);
+/// Deletions between two sweeps of old tombstones.
+const SWEEP_EVERY: u32 = 256;
+
+#[derive(Debug, Default)]
+struct Attempt {
+    job: Option<Arc<Job>>,
+    job_deleted: bool,
+    deleted_at: Option<Instant>,
+    pods: BTreeMap<String, Arc<Pod>>,
+}
+
+/// Everything known about one namespace.
+#[derive(Debug, Default)]
+pub(crate) struct NamespaceState {
+    steps: HashMap<String, BTreeMap<u32, Attempt>>,
+    notify: HashMap<String, watch::Sender<u64>>,
+    deletions: u32,
+}
+
+impl NamespaceState {
+    fn attempt_mut(&mut self, meta: &ObjectMeta) -> Option<(&mut Attempt, String)> {
+        let (step_run, attempt) = key_of(meta)?;
+        let entry = self
+            .steps
+            .entry(step_run.clone())
+            .or_default()
+            .entry(attempt)
+            .or_default();
+        Some((entry, step_run))
+    }
+
+    fn notify(&self, step_run: &str) {
+        if let Some(sender) = self.notify.get(step_run) {
+            sender.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// Wakes every waiter (after a relist or an error).
+    pub(crate) fn notify_all(&self) {
+        for sender in self.notify.values() {
+            sender.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// A Job was added or changed.
+    pub(crate) fn apply_job(&mut self, mut job: Job) {
+        job.metadata.managed_fields = None;
+        if let Some((attempt, step_run)) = self.attempt_mut(&job.metadata) {
+            attempt.job = Some(Arc::new(job));
+            attempt.job_deleted = false;
+            attempt.deleted_at = None;
+            self.notify(&step_run);
+        }
+    }
+
+    /// A Job was deleted; its last state is kept.
+    pub(crate) fn delete_job(&mut self, mut job: Job) {
+        job.metadata.managed_fields = None;
+        if let Some((attempt, step_run)) = self.attempt_mut(&job.metadata) {
+            // Keep the richest status we saw: the deletion event may carry an older one.
+            let keep_old = attempt
+                .job
+                .as_ref()
+                .is_some_and(|old| is_finished(old) && !is_finished(&job));
+            if !keep_old {
+                attempt.job = Some(Arc::new(job));
+            }
+            attempt.job_deleted = true;
+            attempt.deleted_at.get_or_insert_with(Instant::now);
+            self.notify(&step_run);
+        }
+        self.deletions = self.deletions.wrapping_add(1);
+        if self.deletions.is_multiple_of(SWEEP_EVERY) {
+            self.sweep(TOMBSTONE_TTL);
+        }
+    }
+
+    /// Forgets step runs whose Jobs were all deleted more than `ttl` ago and that nobody
+    /// waits for, so a long-lived process does not grow without bound.
+    pub(crate) fn sweep(&mut self, ttl: Duration) {
+        let notify = &self.notify;
+        self.steps.retain(|step_run, attempts| {
+            notify.contains_key(step_run)
+                || !attempts
+                    .values()
+                    .all(|a| a.job_deleted && a.deleted_at.is_some_and(|t| t.elapsed() >= ttl))
+        });
+    }
+
+    /// A pod was added or changed.
+    pub(crate) fn apply_pod(&mut self, mut pod: Pod) {
+        pod.metadata.managed_fields = None;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Some((attempt, step_run)) = self.attempt_mut(&pod.metadata) {
+            attempt.pods.insert(name, Arc::new(pod));
+            self.notify(&step_run);
+        }
+    }
+
+    /// A pod was deleted; it is kept, marked as deleted, so its last status still
+    /// explains a failure.
+    pub(crate) fn delete_pod(&mut self, mut pod: Pod) {
+        pod.metadata.managed_fields = None;
+        if pod.metadata.deletion_timestamp.is_none() {
+            pod.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+        }
+        self.apply_pod(pod);
+    }
+
+    /// The watch relisted Jobs: those not listed any more were deleted meanwhile.
+    pub(crate) fn relist_jobs(&mut self, jobs: Vec<Job>) {
+        let listed: HashMap<(String, u32), Job> = jobs
+            .into_iter()
+            .filter_map(|j| key_of(&j.metadata).map(|k| (k, j)))
+            .collect();
+        for (step_run, attempts) in &mut self.steps {
+            for (n, attempt) in attempts.iter_mut() {
+                if attempt.job.is_some() && !listed.contains_key(&(step_run.clone(), *n)) {
+                    attempt.job_deleted = true;
+                    attempt.deleted_at.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+        for (_, job) in listed {
+            self.apply_job(job);
+        }
+        self.sweep(TOMBSTONE_TTL);
+        self.notify_all();
+    }
+
+    /// The watch relisted pods: those not listed any more were deleted meanwhile.
+    pub(crate) fn relist_pods(&mut self, pods: Vec<Pod>) {
+        let names: std::collections::HashSet<String> = pods
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        for attempts in self.steps.values_mut() {
+            for attempt in attempts.values_mut() {
+                for (name, pod) in attempt.pods.iter_mut() {
+                    if !names.contains(name) && pod.metadata.deletion_timestamp.is_none() {
+                        let mut gone = pod.as_ref().clone();
+                        gone.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+                        *pod = Arc::new(gone);
+                    }
+                }
+            }
+        }
+        for pod in pods {
+            self.apply_pod(pod);
+        }
+        self.notify_all();
+    }
+
+    /// What is known about every attempt of `step_run`.
+    pub(crate) fn snapshot(&self, step_run: &str) -> BTreeMap<u32, AttemptSnapshot> {
+        self.steps
+            .get(step_run)
+            .map(|attempts| {
+                attempts
+                    .iter()
+                    .map(|(n, a)| {
+                        (
+                            *n,
+                            AttemptSnapshot {
+                                job: a.job.clone(),
+                                job_deleted: a.job_deleted,
+                                pods: a.pods.values().cloned().collect(),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A receiver that changes whenever something about `step_run` changes.
+    pub(crate) fn subscribe(&mut self, step_run: &str) -> watch::Receiver<u64> {
+        self.notify
+            .entry(step_run.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Drops the channel of `step_run` when nobody listens any more.
+    pub(crate) fn unsubscribe(&mut self, step_run: &str) {
+        if self
+            .notify
+            .get(step_run)
+            .is_some_and(|s| s.receiver_count() == 0)
+        {
+            self.notify.remove(step_run);
+        }
+    }
+
+    /// How many step runs are tracked (for tests and metrics).
+    pub(crate) fn step_runs(&self) -> usize {
+        self.steps.len()
+    }
+}
+
+fn is_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(name: &str, step_run: &str, attempt: u32, complete: bool) -> Job {
+        let conditions = if complete {
+            json!([{"type": "Complete", "status": "True"}])
+        } else {
+            json!([])
+        };
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {STEP_RUN_LABEL: step_run, ATTEMPT_LABEL: attempt.to_string()}},
+            "status": {"conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn deleted_jobs_keep_their_finished_status() {
+        let mut state = NamespaceState::default();
+        let mut rx = state.subscribe("sr");
+        state.apply_job(job("j", "sr", 0, true));
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        state.delete_job(job("j", "sr", 0, false));
+        assert!(rx.has_changed().unwrap());
+        let snap = state.snapshot("sr");
+        assert!(snap[&0].job_deleted);
+        assert!(is_finished(snap[&0].job.as_ref().unwrap()));
+    }
+
+    #[test]
+    fn relist_marks_missing_jobs_deleted_and_groups_attempts() {
+        let mut state = NamespaceState::default();
+        state.apply_job(job("a0", "sr", 0, false));
+        state.apply_job(job("a1", "sr", 1, false));
+        state.apply_job(job("other", "sr2", 0, false));
+        state.relist_jobs(vec![job("a1", "sr", 1, false)]);
+        let snap = state.snapshot("sr");
+        assert_eq!(snap.len(), 2);
+        assert!(snap[&0].job_deleted);
+        assert!(!snap[&1].job_deleted);
+        assert!(state.snapshot("sr2")[&0].job_deleted);
+        assert_eq!(state.step_runs(), 2);
+        let rx = state.subscribe("sr");
+        drop(rx);
+        state.unsubscribe("sr");
+        assert!(state.notify.is_empty());
+        // Old tombstones are forgotten unless someone waits for them.
+        let _rx = state.subscribe("sr2");
+        state.sweep(Duration::ZERO);
+        assert!(
+            state.snapshot("sr").contains_key(&1),
+            "sr still has a live Job"
+        );
+        assert!(state.snapshot("sr2").contains_key(&0), "sr2 has a waiter");
+        state.delete_job(job("a1", "sr", 1, false));
+        state.sweep(Duration::ZERO);
+        assert!(state.snapshot("sr").is_empty());
+    }
+}
