@@ -1,0 +1,641 @@
+//! Google OAuth2 access tokens over plain REST: the service-account JWT-bearer grant
+//! (RS256, signed with `ring`), the user-account refresh-token grant, IAM Credentials
+//! `generateAccessToken` for impersonation, and the GCE metadata server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use jiff::{SignedDuration, Timestamp};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::config::{
+    CredentialSource, Credentials, DEFAULT_STS_ENDPOINT, ExternalAccountKey, Parsed,
+    ServiceAccountKey, UserAccountKey,
+};
+use crate::environment::GcpEnvironment;
+use crate::error::{GResult, GcpError};
+
+/// The OAuth2 scope of every token the connector asks for.
+pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// How long one HTTP request to Google may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A cached token is replaced this long before it expires.
+const CACHE_MARGIN: SignedDuration = SignedDuration::from_secs(300);
+
+/// The HTTP client of every Google call: HTTPS with the system roots, plain HTTP allowed
+/// for local fakes and the metadata server.
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub(crate) fn http_client() -> HttpClient {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider.clone())
+    {
+        Ok(builder) => builder,
+        Err(e) => {
+            tracing::warn!(error = %e, "no system CA certificates; HTTPS calls to Google will fail");
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth()
+                })
+                .unwrap_or_else(|_| {
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth()
+                });
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// A response: status and body.
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) body: Bytes,
+}
+
+impl HttpResponse {
+    /// The body as `T`, or a `BadResponse` error naming `endpoint`.
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, endpoint: &str) -> GResult<T> {
+        serde_json::from_slice(&self.body).map_err(|e| GcpError::BadResponse {
+            endpoint: endpoint.to_owned(),
+            status: self.status,
+            reason: format!("the body is not the expected JSON: {e}"),
+        })
+    }
+
+    /// Google's error message (`error.message`, or OAuth2's `error_description`).
+    pub(crate) fn error_message(&self) -> String {
+        let value: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        value["error"]["message"]
+            .as_str()
+            .or(value["error_description"].as_str())
+            .or(value["error"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(200)
+                    .collect()
+            })
+    }
+}
+
+/// Sends `request`; `endpoint` names it in errors.
+pub(crate) async fn send(
+    client: &HttpClient,
+    request: http::Request<Full<Bytes>>,
+    endpoint: &str,
+) -> GResult<HttpResponse> {
+    let unreachable = |reason: String| GcpError::Unreachable {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| unreachable(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+        .map_err(|e| unreachable(error_chain(&e)))?;
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
+        .await
+        .map_err(|_| unreachable("the response body did not arrive in time".to_owned()))?
+        .map_err(|e| unreachable(error_chain(&e)))?
+        .to_bytes();
+    Ok(HttpResponse { status, body })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// An access token and its expiry. `Debug` hides the token.
+#[derive(Clone)]
+pub(crate) struct AccessToken {
+    pub(crate) value: SecretString,
+    pub(crate) expires_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("value", &"[HIDDEN]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateAccessTokenResponse {
+    access_token: String,
+    expire_time: String,
+}
+
+/// Issues Google access tokens for one connector's credentials.
+#[derive(Debug)]
+pub(crate) struct GoogleAuth {
+    http: HttpClient,
+    parsed: Parsed,
+    /// The expiry of an `oauth2-token` token.
+    token_expires_at: Option<Timestamp>,
+    environment: Arc<GcpEnvironment>,
+    cache: Mutex<Option<AccessToken>>,
+}
+
+impl GoogleAuth {
+    pub(crate) fn new(
+        http: HttpClient,
+        parsed: Parsed,
+        token_expires_at: Option<Timestamp>,
+        environment: Arc<GcpEnvironment>,
+    ) -> Self {
+        GoogleAuth {
+            http,
+            parsed,
+            token_expires_at,
+            environment,
+            cache: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// A token for API calls: the cached one unless it expires within five minutes.
+    pub(crate) async fn current(&self) -> GResult<AccessToken> {
+        let mut cache = self.cache.lock().await;
+        if let Some(token) = cache.as_ref()
+            && token
+                .expires_at
+                .is_none_or(|at| Timestamp::now() + CACHE_MARGIN < at)
+        {
+            return Ok(token.clone());
+        }
+        let token = self.fetch().await?;
+        *cache = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets the cached token (after an API rejected it).
+    pub(crate) async fn invalidate(&self) {
+        *self.cache.lock().await = None;
+    }
+
+    /// A new token, through the credentials' real HTTP path.
+    pub(crate) async fn fetch(&self) -> GResult<AccessToken> {
+        let token_endpoint = self.parsed.token_endpoint();
+        match &self.parsed.credentials {
+            Credentials::ServiceAccount(key) => self.jwt_grant(key, &token_endpoint).await,
+            Credentials::UserAccount(key) => self.refresh_grant(key, &token_endpoint).await,
+            Credentials::Token(token) => Ok(AccessToken {
+                value: token.clone(),
+                expires_at: self.token_expires_at,
+            }),
+            Credentials::Impersonation {
+                source,
+                target,
+                lifetime,
+            } => {
+                let source_token = self.jwt_grant(source, &token_endpoint).await?;
+                let endpoint = format!(
+                    "{}/v1/projects/-/serviceAccounts/{target}:generateAccessToken",
+                    self.parsed.iam_endpoint()
+                );
+                self.impersonate(
+                    endpoint,
+                    &source.client_email,
+                    &source_token,
+                    target,
+                    *lifetime,
+                )
+                .await
+            }
+            Credentials::Implicit => self.implicit().await,
+            Credentials::ExternalAccount(key) => self.external(key).await,
+        }
+    }
+
+    async fn post_form(&self, endpoint: &str, form: &[(&str, &str)]) -> GResult<HttpResponse> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let request = http::Request::post(endpoint)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| GcpError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                reason: format!("invalid URL: {e}"),
+            })?;
+        send(&self.http, request, endpoint).await
+    }
+
+    fn token_response(
+        response: HttpResponse,
+        endpoint: &str,
+        grant: &'static str,
+        principal: &str,
+    ) -> GResult<AccessToken> {
+        if !(200..300).contains(&response.status) {
+            let value: serde_json::Value =
+                serde_json::from_slice(&response.body).unwrap_or_default();
+            if response.status >= 500 || value["error"].as_str().is_none() {
+                return Err(GcpError::BadResponse {
+                    endpoint: endpoint.to_owned(),
+                    status: response.status,
+                    reason: response.error_message(),
+                });
+            }
+            return Err(GcpError::TokenRejected {
+                endpoint: endpoint.to_owned(),
+                grant,
+                principal: principal.to_owned(),
+                error: value["error"].as_str().unwrap_or_default().to_owned(),
+                description: value["error_description"]
+                    .as_str()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+            });
+        }
+        let parsed: TokenResponse = response.json(endpoint)?;
+        Ok(AccessToken {
+            value: SecretString::from(parsed.access_token),
+            expires_at: parsed
+                .expires_in
+                .map(|s| Timestamp::now() + SignedDuration::from_secs(s)),
+        })
+    }
+
+    /// The JWT-bearer grant of a service-account key.
+    async fn jwt_grant(&self, key: &ServiceAccountKey, endpoint: &str) -> GResult<AccessToken> {
+        let assertion = sign_assertion(key, endpoint, Timestamp::now().as_second())?;
+        let response = self
+            .post_form(
+                endpoint,
+                &[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)],
+            )
+            .await?;
+        tracing::debug!(account = %key.client_email, endpoint, status = response.status, "service-account token grant");
+        Self::token_response(response, endpoint, "JWT-bearer", &key.client_email)
+    }
+
+    /// The refresh-token grant of a user account.
+    async fn refresh_grant(&self, key: &UserAccountKey, endpoint: &str) -> GResult<AccessToken> {
+        let response = self
+            .post_form(
+                endpoint,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", &key.client_id),
+                    ("client_secret", key.client_secret.expose_secret()),
+                    ("refresh_token", key.refresh_token.expose_secret()),
+                ],
+            )
+            .await?;
+        tracing::debug!(client_id = %key.client_id, endpoint, status = response.status, "user-account token grant");
+        Self::token_response(response, endpoint, "refresh-token", &key.client_id)
+    }
+
+    /// Workload identity federation: the external subject token exchanged at STS for a
+    /// federated token, then (when configured) a service account's token for it.
+    async fn external(&self, key: &ExternalAccountKey) -> GResult<AccessToken> {
+        let subject_token = self.subject_token(&key.credential_source).await?;
+        let endpoint = key
+            .token_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STS_ENDPOINT.to_owned());
+        let response = self
+            .post_form(
+                &endpoint,
+                &[
+                    ("grant_type", TOKEN_EXCHANGE_GRANT),
+                    ("audience", &key.audience),
+                    ("scope", CLOUD_PLATFORM_SCOPE),
+                    ("requested_token_type", ACCESS_TOKEN_TYPE),
+                    ("subject_token", subject_token.expose_secret()),
+                    ("subject_token_type", &key.subject_token_type),
+                ],
+            )
+            .await?;
+        tracing::debug!(audience = %key.audience, endpoint, status = response.status, "STS token exchange");
+        let federated = Self::token_response(response, &endpoint, "token-exchange", &key.audience)?;
+        let Some(url) = &key.service_account_impersonation_url else {
+            return Ok(federated);
+        };
+        let target = url
+            .rsplit_once("serviceAccounts/")
+            .map(|(_, rest)| rest.trim_end_matches(":generateAccessToken"))
+            .unwrap_or(url.as_str())
+            .to_owned();
+        self.impersonate(url.clone(), &key.audience, &federated, &target, 3600)
+            .await
+    }
+
+    /// The external subject token from the credential source (a file or a URL).
+    async fn subject_token(&self, source: &CredentialSource) -> GResult<SecretString> {
+        let (text, origin) = if let Some(path) = &source.file {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| GcpError::ReadFile {
+                    what: "the external subject token",
+                    path: path.clone(),
+                    source: e,
+                })?;
+            (text, path.display().to_string())
+        } else if let Some(url) = &source.url {
+            let mut request = http::Request::get(url);
+            for (name, value) in &source.headers {
+                request = request.header(name, value);
+            }
+            let request =
+                request
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| GcpError::Unreachable {
+                        endpoint: url.clone(),
+                        reason: format!("invalid URL or header: {e}"),
+                    })?;
+            let response = send(&self.http, request, url).await?;
+            if !(200..300).contains(&response.status) {
+                return Err(GcpError::BadResponse {
+                    endpoint: url.clone(),
+                    status: response.status,
+                    reason: "the credential source did not return a subject token".to_owned(),
+                });
+            }
+            (
+                String::from_utf8_lossy(&response.body).into_owned(),
+                url.clone(),
+            )
+        } else {
+            let what = if source.executable.is_some() {
+                "executable-sourced external credentials"
+            } else if source.environment_id.is_some() {
+                "AWS-sourced external credentials"
+            } else {
+                "external credentials without a file or URL source"
+            };
+            return Err(GcpError::Unsupported {
+                what: what.to_owned(),
+                hint: "use a `file` or `url` credential source, or the `impersonation` method",
+            });
+        };
+        let format = source.format.as_ref();
+        if format.and_then(|f| f.kind.as_deref()) == Some("json") {
+            let field = format
+                .and_then(|f| f.subject_token_field_name.as_deref())
+                .unwrap_or("access_token");
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            return value[field]
+                .as_str()
+                .map(|t| SecretString::from(t.to_owned()))
+                .ok_or_else(|| GcpError::InvalidCredentialsJson {
+                    field: "external_account_json",
+                    reason: format!("the credential source {origin} has no JSON field `{field}`"),
+                });
+        }
+        Ok(SecretString::from(text.trim().to_owned()))
+    }
+
+    /// IAM Credentials `generateAccessToken` at `endpoint` for `target`, as `source`.
+    async fn impersonate(
+        &self,
+        endpoint: String,
+        source: &str,
+        source_token: &AccessToken,
+        target: &str,
+        lifetime: u64,
+    ) -> GResult<AccessToken> {
+        let body = serde_json::json!({
+            "scope": [CLOUD_PLATFORM_SCOPE],
+            "lifetime": format!("{lifetime}s"),
+        });
+        let request = http::Request::post(&endpoint)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::AUTHORIZATION,
+                bearer_header(&source_token.value)?,
+            )
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| GcpError::Unreachable {
+                endpoint: endpoint.clone(),
+                reason: format!("invalid URL: {e}"),
+            })?;
+        let response = send(&self.http, request, &endpoint).await?;
+        tracing::debug!(
+            source,
+            target,
+            status = response.status,
+            "generateAccessToken"
+        );
+        match response.status {
+            200..=299 => {
+                let parsed: GenerateAccessTokenResponse = response.json(&endpoint)?;
+                let expires_at = parsed.expire_time.parse::<Timestamp>().ok();
+                Ok(AccessToken {
+                    value: SecretString::from(parsed.access_token),
+                    expires_at,
+                })
+            }
+            status @ (401 | 403 | 404) => Err(GcpError::ImpersonationDenied {
+                source_principal: source.to_owned(),
+                target: target.to_owned(),
+                status,
+                message: response.error_message(),
+            }),
+            status => Err(GcpError::BadResponse {
+                endpoint,
+                status,
+                reason: response.error_message(),
+            }),
+        }
+    }
+
+    /// Application default credentials: the credentials file, else the metadata server.
+    async fn implicit(&self) -> GResult<AccessToken> {
+        let Some(path) = self.environment.adc_path() else {
+            return self.metadata_token().await;
+        };
+        let text = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|source| GcpError::ReadFile {
+                what: "the application default credentials",
+                path: path.clone(),
+                source,
+            })?;
+        let json = crate::config::decode_json("application default credentials", &text)?;
+        let kind = json["type"].as_str().unwrap_or_default().to_owned();
+        let field = "application default credentials";
+        match kind.as_str() {
+            "service_account" => {
+                let key: ServiceAccountKey =
+                    crate::config::credentials_file(field, json, "service_account")?;
+                let endpoint = self
+                    .parsed
+                    .endpoints
+                    .token_endpoint
+                    .clone()
+                    .or(key.token_uri.clone())
+                    .unwrap_or_else(|| crate::config::DEFAULT_TOKEN_ENDPOINT.to_owned());
+                self.jwt_grant(&key, &endpoint).await
+            }
+            "authorized_user" => {
+                let key: UserAccountKey =
+                    crate::config::credentials_file(field, json, "authorized_user")?;
+                let endpoint = self
+                    .parsed
+                    .endpoints
+                    .token_endpoint
+                    .clone()
+                    .or(key.token_uri.clone())
+                    .unwrap_or_else(|| crate::config::DEFAULT_TOKEN_ENDPOINT.to_owned());
+                self.refresh_grant(&key, &endpoint).await
+            }
+            other => Err(GcpError::Unsupported {
+                what: format!("application default credentials of type `{other}`"),
+                hint: "use a service-account key or `gcloud auth application-default login`",
+            }),
+        }
+    }
+
+    async fn metadata_token(&self) -> GResult<AccessToken> {
+        let endpoint = format!(
+            "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
+            self.environment.metadata_host
+        );
+        let url = format!(
+            "{endpoint}?scopes={}",
+            url::form_urlencoded::byte_serialize(CLOUD_PLATFORM_SCOPE.as_bytes())
+                .collect::<String>()
+        );
+        let request = http::Request::get(&url)
+            .header("Metadata-Flavor", "Google")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| GcpError::Unreachable {
+                endpoint: endpoint.clone(),
+                reason: format!("invalid metadata host: {e}"),
+            })?;
+        let response = send(&self.http, request, &endpoint).await?;
+        if !(200..300).contains(&response.status) {
+            return Err(GcpError::BadResponse {
+                endpoint,
+                status: response.status,
+                reason: format!(
+                    "{}; is a service account attached to this machine?",
+                    response.error_message()
+                ),
+            });
+        }
+        let parsed: TokenResponse = response.json(&endpoint)?;
+        Ok(AccessToken {
+            value: SecretString::from(parsed.access_token),
+            expires_at: parsed
+                .expires_in
+                .map(|s| Timestamp::now() + SignedDuration::from_secs(s)),
+        })
+    }
+}
+
+/// `Bearer TOKEN`, marked sensitive.
+pub(crate) fn bearer_header(token: &SecretString) -> GResult<http::HeaderValue> {
+    let mut value = http::HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+        .map_err(|_| GcpError::BadResponse {
+            endpoint: "the token endpoint".to_owned(),
+            status: 200,
+            reason: "the access token contains characters not allowed in an HTTP header".to_owned(),
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The DER of the first PEM block of `pem`.
+fn pem_der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// The self-signed JWT assertion of the JWT-bearer grant: RS256 over
+/// `{iss, scope, aud, iat, exp}`, valid for one hour from `now`.
+pub(crate) fn sign_assertion(key: &ServiceAccountKey, audience: &str, now: i64) -> GResult<String> {
+    let invalid = |reason: &str| GcpError::InvalidKey {
+        account: key.client_email.clone(),
+        reason: reason.to_owned(),
+    };
+    let der = pem_der(key.private_key.expose_secret())
+        .ok_or_else(|| invalid("`private_key` is not a PEM private key"))?;
+    let pair = RsaKeyPair::from_pkcs8(&der)
+        .or_else(|_| RsaKeyPair::from_der(&der))
+        .map_err(|e| invalid(&format!("not an RSA private key ({e})")))?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+    if let Some(kid) = &key.private_key_id {
+        header["kid"] = serde_json::Value::String(kid.clone());
+    }
+    let claims = serde_json::json!({
+        "iss": key.client_email,
+        "scope": CLOUD_PLATFORM_SCOPE,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 3600,
+    });
+    let input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let mut signature = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| invalid("signing failed"))?;
+    Ok(format!("{input}.{}", b64.encode(signature)))
+}

@@ -1,0 +1,674 @@
+//! The `gcp` connector type and its connectors.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::Full;
+use jiff::Timestamp;
+use stepstack_core::connector::{
+    AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, ExpirationBounds, KUBERNETES_CLUSTER,
+    ResourceRequest, ResourceTypeSpec, ResourceVerifier, ResourcesReport, find_auth_method,
+    find_resource_type, verify_resources,
+};
+use stepstack_core::{
+    AutoConfigureRequest, BearerToken, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error,
+    ErrorKind, Result, ServiceConnector, TokenSource,
+};
+
+use crate::auth::{self, AccessToken, GoogleAuth, HttpClient};
+use crate::config::{
+    self, Credentials, EXTERNAL_ACCOUNT, ExternalAccountConfig, IMPERSONATION, IMPLICIT,
+    ImpersonationConfig, ImplicitConfig, OAUTH2_TOKEN, OAuth2TokenConfig, Parsed, SERVICE_ACCOUNT,
+    ServiceAccountConfig, USER_ACCOUNT, UserAccountConfig,
+};
+use crate::environment::GcpEnvironment;
+use crate::error::{GResult, GcpError};
+use crate::gke::{self, ApiEndpoint, ClusterRef, GkeCluster, GkeIds, ListClustersResponse};
+
+/// The connector type id.
+pub const CONNECTOR_TYPE: &str = "gcp";
+
+/// The longest (and default) lifetime of impersonated tokens, in seconds.
+pub const IMPERSONATION_MAX_EXPIRATION: u64 = 3600;
+
+/// The `AutoConfigureRequest::values` keys copied into an auto-configured connector.
+const AUTO_CONFIGURE_KEYS: [&str; 4] = [
+    "project_id",
+    "token_endpoint",
+    "iam_credentials_endpoint",
+    "container_endpoint",
+];
+
+/// The description of the `gcp` connector type.
+pub fn connector_type_spec() -> ConnectorTypeSpec {
+    let all = [
+        IMPLICIT,
+        USER_ACCOUNT,
+        SERVICE_ACCOUNT,
+        EXTERNAL_ACCOUNT,
+        OAUTH2_TOKEN,
+        IMPERSONATION,
+    ];
+    ConnectorTypeSpec::new(
+        "GCP Service Connector",
+        CONNECTOR_TYPE,
+        "Lists the GKE clusters of a Google Cloud project and connects to them with OAuth2 access tokens (scope cloud-platform) that refresh themselves.",
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "GCP Implicit Authentication",
+            IMPLICIT,
+            "The machine's application default credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud's application-default login, or the metadata server's service account.",
+            config::schema_of::<ImplicitConfig>(),
+        )
+        .implicit(),
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "GCP User Account",
+            USER_ACCOUNT,
+            "A user's authorized_user credentials (client id, secret and refresh token); access tokens come from the refresh-token grant.",
+            config::schema_of::<UserAccountConfig>(),
+        )
+        .with_secret_fields(["user_account_json"]),
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "GCP Service Account",
+            SERVICE_ACCOUNT,
+            "A service-account key; access tokens come from the JWT-bearer grant signed with the key.",
+            config::schema_of::<ServiceAccountConfig>(),
+        )
+        .with_secret_fields(["service_account_json"]),
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "GCP External Account",
+            EXTERNAL_ACCOUNT,
+            "Workload identity federation: an external subject token (from a file or URL credential source) exchanged at Google STS, optionally for a service account's token. It reads ambient credentials of the machine, so it is gated like implicit auth.",
+            config::schema_of::<ExternalAccountConfig>(),
+        )
+        .with_secret_fields(["external_account_json"])
+        .implicit(),
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "GCP OAuth 2.0 Token",
+            OAUTH2_TOKEN,
+            "A given access token (e.g. `gcloud auth print-access-token`); it expires at the connector's `expires_at` and is not renewed.",
+            config::schema_of::<OAuth2TokenConfig>(),
+        )
+        .with_secret_fields(["token"]),
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "GCP Service Account Impersonation",
+            IMPERSONATION,
+            "A source service-account key that impersonates `target_principal` through the IAM Credentials API (generateAccessToken).",
+            config::schema_of::<ImpersonationConfig>(),
+        )
+        .with_secret_fields(["service_account_json"])
+        .with_expiration(ExpirationBounds::new(
+            None,
+            Some(IMPERSONATION_MAX_EXPIRATION),
+            Some(IMPERSONATION_MAX_EXPIRATION),
+        )),
+    )
+    .with_resource_type(ResourceTypeSpec::new(
+        "GKE Kubernetes cluster",
+        KUBERNETES_CLUSTER,
+        "A GKE cluster of the project, identified by its name, or by `location/name` when two locations hold clusters of the same name.",
+        all,
+        true,
+    ))
+    .with_auto_configuration(true)
+}
+
+/// The `gcp` connector type: builds [`GcpConnector`]s and configures new ones from the
+/// application default credentials.
+#[derive(Debug, Clone)]
+pub struct GcpConnectorFlavor {
+    spec: ConnectorTypeSpec,
+    environment: Arc<GcpEnvironment>,
+}
+
+impl GcpConnectorFlavor {
+    /// The connector type reading this process's environment.
+    pub fn new() -> Self {
+        Self::with_environment(GcpEnvironment::from_process())
+    }
+
+    /// The connector type reading `environment` instead of the process's.
+    pub fn with_environment(environment: GcpEnvironment) -> Self {
+        GcpConnectorFlavor {
+            spec: connector_type_spec(),
+            environment: Arc::new(environment),
+        }
+    }
+
+    /// Builds a connector as its concrete type.
+    pub fn build_connector(&self, config: ConnectorConfig) -> Result<GcpConnector> {
+        let name = config.name.clone();
+        find_auth_method(&self.spec, &config.auth_method)
+            .map_err(|e| e.with_context("connector", name.clone()))?;
+        let scope = ConnectorScope::new(&self.spec, config, &GkeIds)?;
+        let parsed = config::parse(scope.config()).map_err(|e| e.into_core(&name))?;
+        let auth = GoogleAuth::new(
+            auth::http_client(),
+            parsed.clone(),
+            scope.config().expires_at,
+            self.environment.clone(),
+        );
+        Ok(GcpConnector {
+            scope,
+            parsed,
+            auth: Arc::new(auth),
+            environment: self.environment.clone(),
+        })
+    }
+}
+
+impl Default for GcpConnectorFlavor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl ConnectorFlavor for GcpConnectorFlavor {
+    fn connector_type(&self) -> &ConnectorTypeSpec {
+        &self.spec
+    }
+
+    fn build(&self, config: ConnectorConfig) -> Result<Arc<dyn ServiceConnector>> {
+        Ok(Arc::new(self.build_connector(config)?))
+    }
+
+    async fn auto_configure(&self, request: AutoConfigureRequest) -> Result<ConnectorConfig> {
+        let name = request.name.clone();
+        let named = |e: Error| e.with_context("connector", name.clone());
+        if let Some(resource_type) = &request.resource_type {
+            find_resource_type(&self.spec, resource_type).map_err(named)?;
+        }
+        if let Some(method) = &request.auth_method {
+            find_auth_method(&self.spec, method).map_err(named)?;
+        }
+        let config = self
+            .auto_config(&request)
+            .await
+            .map_err(|e| e.into_core(&name))?;
+        // The result must build; an implicit method must be allowed here, where it runs.
+        let connector = self.build_connector(config.clone())?;
+        self.environment
+            .implicit_auth
+            .check(&name, connector.scope.auth_method())?;
+        tracing::info!(connector = %name, auth_method = %config.auth_method, "configured the connector from the application default credentials");
+        Ok(config)
+    }
+}
+
+impl GcpConnectorFlavor {
+    async fn auto_config(&self, request: &AutoConfigureRequest) -> GResult<ConnectorConfig> {
+        let env = &self.environment;
+        let requested = request.auth_method.as_deref();
+        let mut project = request
+            .values
+            .get("project_id")
+            .cloned()
+            .or_else(|| env.project.clone());
+        let base = |method: &str| {
+            let mut config = ConnectorConfig::new(request.name.clone(), CONNECTOR_TYPE, method);
+            for key in AUTO_CONFIGURE_KEYS.iter().skip(1) {
+                if let Some(value) = request.values.get(*key) {
+                    config = config.with_value(*key, value.clone());
+                }
+            }
+            if let Some(resource_type) = &request.resource_type {
+                config = config.with_resource_types([resource_type.clone()]);
+            }
+            if let Some(id) = &request.resource_id {
+                config = config.with_resource_id(id.clone());
+            }
+            config
+        };
+        let adc = env.adc_path();
+        let mut config = match (requested, adc) {
+            (Some(IMPLICIT), _) => base(IMPLICIT),
+            (requested, Some(path)) => {
+                let text = tokio::fs::read_to_string(&path).await.map_err(|source| {
+                    GcpError::ReadFile {
+                        what: "the application default credentials",
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                let json = config::decode_json("application default credentials", &text)?;
+                let kind = json["type"].as_str().unwrap_or_default();
+                let (method, field) = match kind {
+                    "service_account" => (SERVICE_ACCOUNT, "service_account_json"),
+                    "authorized_user" => (USER_ACCOUNT, "user_account_json"),
+                    "external_account" => (EXTERNAL_ACCOUNT, "external_account_json"),
+                    other => {
+                        return Err(GcpError::InvalidCredentialsJson {
+                            field: "application default credentials",
+                            reason: format!("unknown credentials type `{other}`"),
+                        });
+                    }
+                };
+                if let Some(requested) = requested
+                    && requested != method
+                {
+                    return Err(GcpError::InvalidConfig {
+                        method: requested.to_owned(),
+                        reason: format!(
+                            "the application default credentials at {} are `{kind}` credentials, which configure auth method `{method}`",
+                            path.display()
+                        ),
+                    });
+                }
+                project = project.or_else(|| {
+                    json["project_id"]
+                        .as_str()
+                        .or(json["quota_project_id"].as_str())
+                        .map(str::to_owned)
+                });
+                base(method).with_secret(field, text.trim().to_owned())
+            }
+            (None, None) => {
+                let looked_at = env
+                    .adc_candidates()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(GcpError::NoCredentials {
+                    looked_at: if looked_at.is_empty() {
+                        "nowhere: GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG and HOME are unset".to_owned()
+                    } else {
+                        looked_at
+                    },
+                });
+            }
+            (Some(other), None) => {
+                return Err(GcpError::InvalidConfig {
+                    method: other.to_owned(),
+                    reason: "there are no application default credentials to configure it from; configure it explicitly".to_owned(),
+                });
+            }
+        };
+        match project {
+            Some(project) => config = config.with_value("project_id", project),
+            None => {
+                return Err(GcpError::MissingProject {
+                    hint: " (or pass `project_id`, or set GOOGLE_CLOUD_PROJECT)",
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// A connector to the GKE clusters of one project.
+#[derive(Debug)]
+pub struct GcpConnector {
+    scope: ConnectorScope,
+    parsed: Parsed,
+    auth: Arc<GoogleAuth>,
+    environment: Arc<GcpEnvironment>,
+}
+
+impl GcpConnector {
+    /// The project whose clusters this connector lists.
+    pub fn project_id(&self) -> &str {
+        &self.parsed.project_id
+    }
+
+    fn name(&self) -> &str {
+        self.scope.name()
+    }
+
+    fn core_error(&self, error: GcpError) -> Error {
+        error
+            .into_core(self.name())
+            .with_context("project", self.project_id().to_owned())
+    }
+
+    /// The checks every use of the credentials starts with.
+    fn authorize(&self, resource_type: &str, resource_id: Option<&str>) -> Result<String> {
+        let resolved = self
+            .scope
+            .resolve(&GkeIds, ResourceRequest::one(resource_type, resource_id))?;
+        self.environment
+            .implicit_auth
+            .check(self.name(), self.scope.auth_method())?;
+        self.scope.check_not_expired(Timestamp::now())?;
+        resolved.resource_id.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidSettings,
+                format!(
+                    "connector `{}` reaches several GKE clusters; say which one with a resource id",
+                    self.name()
+                ),
+            )
+        })
+    }
+
+    /// `GET {container}/v1/{path}` with the cached token; on 401 once more with a new one.
+    async fn api_get(&self, path: &str) -> GResult<auth::HttpResponse> {
+        let endpoint = format!("{}/v1/{path}", self.parsed.container_endpoint());
+        let mut retried = false;
+        loop {
+            let token = self.auth.current().await?;
+            let response = self.get_with(&endpoint, &token).await?;
+            if response.status == 401
+                && !retried
+                && !matches!(self.parsed.credentials, Credentials::Token(_))
+            {
+                tracing::debug!(connector = %self.name(), "the GKE API rejected the access token; fetching a new one");
+                self.auth.invalidate().await;
+                retried = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    async fn get_with(&self, endpoint: &str, token: &AccessToken) -> GResult<auth::HttpResponse> {
+        let request = http::Request::get(endpoint)
+            .header(
+                http::header::AUTHORIZATION,
+                auth::bearer_header(&token.value)?,
+            )
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| GcpError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                reason: format!("invalid URL: {e}"),
+            })?;
+        auth::send(self.http(), request, endpoint).await
+    }
+
+    fn http(&self) -> &HttpClient {
+        self.auth.http()
+    }
+
+    fn api_error(&self, response: &auth::HttpResponse) -> GcpError {
+        let project = self.project_id().to_owned();
+        let message = response.error_message();
+        match response.status {
+            401 => GcpError::ApiUnauthenticated { project, message },
+            403 => GcpError::ApiDenied { project, message },
+            status => GcpError::Api {
+                project,
+                status,
+                message,
+            },
+        }
+    }
+
+    /// Every cluster of the project, across locations.
+    async fn list_clusters(&self) -> GResult<Vec<GkeCluster>> {
+        let path = format!("projects/{}/locations/-/clusters", self.project_id());
+        let response = self.api_get(&path).await?;
+        if response.status != 200 {
+            return Err(self.api_error(&response));
+        }
+        let list: ListClustersResponse = response.json(&path)?;
+        Ok(list.clusters)
+    }
+
+    /// The cluster `id` names: `location/name` is fetched directly; a bare name must be
+    /// unique across the project's locations.
+    async fn find_cluster(&self, id: &str) -> GResult<GkeCluster> {
+        let cluster = ClusterRef::parse(id)?;
+        let project = self.project_id().to_owned();
+        if let Some(location) = &cluster.location {
+            let path = format!(
+                "projects/{project}/locations/{location}/clusters/{}",
+                cluster.name
+            );
+            let response = self.api_get(&path).await?;
+            return match response.status {
+                200 => response.json(&path),
+                404 => Err(GcpError::ClusterNotFound {
+                    cluster: cluster.name.clone(),
+                    where_: format!("location `{location}`"),
+                    project,
+                    available: String::new(),
+                }),
+                _ => Err(self.api_error(&response)),
+            };
+        }
+        let all = self.list_clusters().await?;
+        let mut matching: Vec<GkeCluster> = all
+            .iter()
+            .filter(|c| c.name == cluster.name)
+            .cloned()
+            .collect();
+        match matching.len() {
+            1 => Ok(matching.remove(0)),
+            0 => Err(GcpError::ClusterNotFound {
+                cluster: cluster.name.clone(),
+                where_: "any location".to_owned(),
+                project,
+                available: if all.is_empty() {
+                    "; the project has no clusters this identity can see".to_owned()
+                } else {
+                    format!("; clusters found: {}", gke::listing_ids(&all).join(", "))
+                },
+            }),
+            _ => {
+                let mut locations: Vec<String> =
+                    matching.iter().map(|c| c.location.clone()).collect();
+                locations.sort();
+                Err(GcpError::AmbiguousCluster {
+                    example: format!("{}/{}", locations[0], cluster.name),
+                    cluster: cluster.name,
+                    project,
+                    locations: locations.join(", "),
+                })
+            }
+        }
+    }
+
+    /// Writes a kubeconfig context for cluster `id` with the current access token.
+    async fn login(&self, id: &str) -> GResult<String> {
+        let path = self
+            .environment
+            .login_kubeconfig_path()
+            .ok_or(GcpError::NoLoginPath)?;
+        let cluster = self.find_cluster(id).await?;
+        let endpoint = gke::choose_endpoint(&cluster)?;
+        let token = match &self.parsed.credentials {
+            Credentials::Token(token) => AccessToken {
+                value: token.clone(),
+                expires_at: self.scope.config().expires_at,
+            },
+            _ => self.auth.current().await?,
+        };
+        let context = format!(
+            "gke_{}_{}_{}",
+            self.project_id(),
+            cluster.location,
+            cluster.name
+        );
+        let ca = match &endpoint {
+            ApiEndpoint::Ip { ca_pem, .. } => Some(ca_pem.as_str()),
+            ApiEndpoint::Dns { .. } => None,
+        };
+        let entries = crate::login::entries(&context, endpoint.url(), ca, token.value.clone());
+        let write_path = path.clone();
+        tokio::task::spawn_blocking(move || crate::login::write(&write_path, entries))
+            .await
+            .map_err(|e| GcpError::WriteKubeconfig {
+                path: path.clone(),
+                reason: format!("the writer panicked: {e}"),
+            })?
+            .map_err(|e| GcpError::WriteKubeconfig {
+                path: e.path,
+                reason: e.reason,
+            })?;
+        tracing::info!(connector = %self.name(), %context, path = %path.display(), "updated the local kubeconfig");
+        let expiry = token
+            .expires_at
+            .map(|t| format!("; its access token expires at {t}, log in again then"))
+            .unwrap_or_default();
+        Ok(format!(
+            "updated the kubeconfig {} with GKE cluster `{}` in `{}`; the current context is now `{context}`{expiry}",
+            path.display(),
+            cluster.name,
+            cluster.location
+        ))
+    }
+
+    /// The connection to `cluster`.
+    async fn connection_for(&self, cluster: &GkeCluster) -> GResult<ClusterConnection> {
+        let endpoint = gke::choose_endpoint(cluster)?;
+        let url: http::Uri = endpoint.url().parse().map_err(|e| GcpError::BadResponse {
+            endpoint: "the GKE API".to_owned(),
+            status: 200,
+            reason: format!("cluster `{}` has an invalid endpoint: {e}", cluster.name),
+        })?;
+        let mut config = kube::Config::new(url);
+        if let ApiEndpoint::Ip { ca_pem, .. } = &endpoint {
+            let certs = gke::pem_certificates(ca_pem);
+            if certs.is_empty() {
+                return Err(GcpError::BadCa {
+                    cluster: cluster.name.clone(),
+                    reason: "it holds no PEM certificate".to_owned(),
+                });
+            }
+            config.root_cert = Some(certs);
+        }
+        tracing::debug!(
+            connector = %self.name(),
+            cluster = %cluster.name,
+            location = %cluster.location,
+            server = %endpoint.url(),
+            dns = matches!(endpoint, ApiEndpoint::Dns { .. }),
+            "connecting to a GKE cluster"
+        );
+        if let Credentials::Token(token) = &self.parsed.credentials {
+            // A given token cannot be renewed: the connection expires with it.
+            config.auth_info.token = Some(token.clone());
+            return Ok(
+                ClusterConnection::new(config).with_expires_at(self.scope.config().expires_at)
+            );
+        }
+        let current = self.auth.current().await?;
+        Ok(ClusterConnection::new(config)
+            .with_token_source(Arc::new(GoogleTokenSource {
+                auth: self.auth.clone(),
+                connector: self.name().to_owned(),
+                project: self.project_id().to_owned(),
+            }))
+            .with_expires_at(current.expires_at))
+    }
+}
+
+/// Fresh Google access tokens for a cluster connection.
+#[derive(Debug)]
+struct GoogleTokenSource {
+    auth: Arc<GoogleAuth>,
+    connector: String,
+    project: String,
+}
+
+#[async_trait]
+impl TokenSource for GoogleTokenSource {
+    async fn token(&self) -> Result<BearerToken> {
+        let token = self.auth.fetch().await.map_err(|e| {
+            e.into_core(&self.connector)
+                .with_context("project", self.project.clone())
+        })?;
+        use secrecy::ExposeSecret;
+        Ok(BearerToken::new(
+            token.value.expose_secret().to_owned(),
+            token.expires_at,
+        ))
+    }
+}
+
+#[async_trait]
+impl ResourceVerifier for GcpConnector {
+    async fn verify_resource(
+        &self,
+        resource_type: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.environment
+            .implicit_auth
+            .check(self.name(), self.scope.auth_method())?;
+        let result = match (resource_type, resource_id) {
+            (None, _) => self.auth.current().await.map(|_| Vec::new()),
+            (Some(_), None) => self
+                .list_clusters()
+                .await
+                .map(|clusters| gke::listing_ids(&clusters)),
+            (Some(_), Some(id)) => self.find_cluster(id).await.map(|_| vec![id.to_owned()]),
+        };
+        result.map_err(|e| {
+            let error = self.core_error(e);
+            if error.kind() == ErrorKind::NotFound {
+                // As ZenML: a cluster that is not listed is "not found or not accessible".
+                Error::new(ErrorKind::PermissionDenied, error.message().to_owned())
+                    .with_context("connector", self.name().to_owned())
+                    .with_context("project", self.project_id().to_owned())
+            } else {
+                error
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl ServiceConnector for GcpConnector {
+    fn connector_type(&self) -> &ConnectorTypeSpec {
+        self.scope.spec()
+    }
+
+    fn config(&self) -> &ConnectorConfig {
+        self.scope.config()
+    }
+
+    async fn verify(
+        &self,
+        resource_type: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> Result<ResourcesReport> {
+        verify_resources(
+            &self.scope,
+            &GkeIds,
+            self,
+            resource_type,
+            resource_id,
+            Timestamp::now(),
+        )
+        .await
+    }
+
+    async fn connect(
+        &self,
+        resource_type: &str,
+        resource_id: Option<&str>,
+    ) -> Result<ClusterConnection> {
+        let id = self.authorize(resource_type, resource_id)?;
+        let cluster = self
+            .find_cluster(&id)
+            .await
+            .map_err(|e| self.core_error(e))?;
+        self.connection_for(&cluster).await.map_err(|e| {
+            self.core_error(e)
+                .with_context("cluster", cluster.name.clone())
+        })
+    }
+
+    async fn configure_local_client(
+        &self,
+        resource_type: &str,
+        resource_id: Option<&str>,
+    ) -> Result<String> {
+        let id = self.authorize(resource_type, resource_id)?;
+        self.login(&id).await.map_err(|e| self.core_error(e))
+    }
+}
