@@ -52,6 +52,9 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         let _env = sh.push_env("RUSTDOCFLAGS", "-D warnings");
         cmd!(sh, "{cargo} doc --workspace --no-deps --locked").run()?;
     }
+
+    step("benchmarks (quick: checks the harness; CI does not judge the numbers)");
+    crate::bench::run(sh, true)?;
     Ok(())
 }
 

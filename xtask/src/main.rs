@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's workflows as code (see `cargo xtask --help`).
 
+mod bench;
 mod ci;
 mod codegen;
 mod demo;
@@ -21,6 +22,12 @@ struct Flags {
 enum Task {
     /// Everything CI checks: formatting, clippy, tests, docs, generated files, repo rules.
     Ci,
+    /// Benchmarks against the emulated cluster; writes target/bench/report.{json,md}.
+    Bench {
+        /// Small counts and a debug build: checks the harness in a few minutes.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The seed workflow on the embedded emulated cluster, through the real binary.
     Demo,
     /// Regenerates committed files (JSON Schemas under `schemas/`).
@@ -40,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     match flags.task {
         Task::Ci => ci::run(&sh),
         Task::Demo => demo::run(&sh),
+        Task::Bench { quick } => bench::run(&sh, quick),
         Task::Codegen { check } => codegen::run(&sh, check),
         Task::Tidy => tidy::run(&sh),
     }

@@ -53,8 +53,13 @@ impl StepOperatorTarget {
 
     /// A launch of `script` under `sh -c` as step `step` of the conformance pipeline.
     pub fn launch(&self, step: &str, script: &str) -> StepLaunch {
-        StepLaunch::new("conformance", step, self.image.clone(), ["sh", "-c", script])
-            .with_settings(self.settings.clone())
+        StepLaunch::new(
+            "conformance",
+            step,
+            self.image.clone(),
+            ["sh", "-c", script],
+        )
+        .with_settings(self.settings.clone())
     }
 }
 
@@ -68,7 +73,10 @@ pub async fn check_step_operator(operator: &dyn StepOperator, target: &StepOpera
 
 /// A step that prints and exits 0 succeeds; its status says so afterwards; its logs
 /// hold every line once, in order.
-pub async fn succeeding_step_succeeds_with_its_logs(operator: &dyn StepOperator, target: &StepOperatorTarget) {
+pub async fn succeeding_step_succeeds_with_its_logs(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) {
     let launch = target.launch("prints", "echo conformance-line-1; echo conformance-line-2");
     let handle = submit(operator, launch).await;
     let outcome = wait(operator, &handle, target).await;
@@ -78,7 +86,10 @@ pub async fn succeeding_step_succeeds_with_its_logs(operator: &dyn StepOperator,
         operator.flavor()
     );
     let status = operator.status(&handle).await.unwrap_or_else(|e| {
-        panic!("[{}] status of a finished step failed: {e}", operator.flavor())
+        panic!(
+            "[{}] status of a finished step failed: {e}",
+            operator.flavor()
+        )
     });
     assert_eq!(
         status,
@@ -103,29 +114,45 @@ pub async fn succeeding_step_succeeds_with_its_logs(operator: &dyn StepOperator,
             );
         }
         Err(e) if e.kind() == crate::ErrorKind::Unsupported => {}
-        Err(e) => panic!("[{}] logs of a finished step failed: {e}", operator.flavor()),
+        Err(e) => panic!(
+            "[{}] logs of a finished step failed: {e}",
+            operator.flavor()
+        ),
     }
 }
 
 /// A step that exits 3 fails with `NonZeroExit(3)` and a message.
-pub async fn failing_step_reports_its_exit_code(operator: &dyn StepOperator, target: &StepOperatorTarget) {
+pub async fn failing_step_reports_its_exit_code(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) {
     let launch = target.launch("exits-3", "echo about to fail; exit 3");
     let handle = submit(operator, launch).await;
     let outcome = wait(operator, &handle, target).await;
-    let failure = outcome
-        .failure()
-        .unwrap_or_else(|| panic!("[{}] a step that exits 3 must fail, got {outcome:?}", operator.flavor()));
+    let failure = outcome.failure().unwrap_or_else(|| {
+        panic!(
+            "[{}] a step that exits 3 must fail, got {outcome:?}",
+            operator.flavor()
+        )
+    });
     assert_eq!(
         failure.reason,
         FailureReason::NonZeroExit { code: 3 },
         "[{}] failure reason",
         operator.flavor()
     );
-    assert!(!failure.message.is_empty(), "[{}] a failure needs a message", operator.flavor());
+    assert!(
+        !failure.message.is_empty(),
+        "[{}] a failure needs a message",
+        operator.flavor()
+    );
 }
 
 /// A handle written to JSON and read back (as another process would) can be waited on.
-pub async fn handle_survives_serialization(operator: &dyn StepOperator, target: &StepOperatorTarget) {
+pub async fn handle_survives_serialization(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) {
     let launch = target.launch("adopted", "sleep 1; echo adopted");
     let handle = submit(operator, launch).await;
     let json = serde_json::to_string(&handle).expect("a StepHandle serializes");
@@ -145,14 +172,20 @@ pub async fn cancel_stops_a_running_step(operator: &dyn StepOperator, target: &S
     let deadline = tokio::time::Instant::now() + target.step_timeout;
     loop {
         let status = operator.status(&handle).await.unwrap_or_else(|e| {
-            panic!("[{}] status of a running step failed: {e}", operator.flavor())
+            panic!(
+                "[{}] status of a running step failed: {e}",
+                operator.flavor()
+            )
         });
         match status {
             StepStatus::Running => break,
             StepStatus::Pending { .. } if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            other => panic!("[{}] a `sleep 600` step must reach Running, got {other:?}", operator.flavor()),
+            other => panic!(
+                "[{}] a `sleep 600` step must reach Running, got {other:?}",
+                operator.flavor()
+            ),
         }
     }
     operator
@@ -167,26 +200,42 @@ pub async fn cancel_stops_a_running_step(operator: &dyn StepOperator, target: &S
         "[{}] a cancelled step must end as Cancelled, got {outcome:?}",
         operator.flavor()
     );
-    operator
-        .cancel(&handle)
-        .await
-        .unwrap_or_else(|e| panic!("[{}] cancelling a finished step must succeed: {e}", operator.flavor()));
+    operator.cancel(&handle).await.unwrap_or_else(|e| {
+        panic!(
+            "[{}] cancelling a finished step must succeed: {e}",
+            operator.flavor()
+        )
+    });
 }
 
 async fn submit(operator: &dyn StepOperator, launch: StepLaunch) -> StepHandle {
     let step = launch.step_name.clone();
-    let handle = operator
-        .submit(launch)
-        .await
-        .unwrap_or_else(|e| panic!("[{}] submitting step `{step}` failed: {e}", operator.flavor()));
-    assert_eq!(handle.flavor, operator.flavor(), "the handle must name the operator's flavor");
+    let handle = operator.submit(launch).await.unwrap_or_else(|e| {
+        panic!(
+            "[{}] submitting step `{step}` failed: {e}",
+            operator.flavor()
+        )
+    });
+    assert_eq!(
+        handle.flavor,
+        operator.flavor(),
+        "the handle must name the operator's flavor"
+    );
     handle
 }
 
-async fn wait(operator: &dyn StepOperator, handle: &StepHandle, target: &StepOperatorTarget) -> StepOutcome {
+async fn wait(
+    operator: &dyn StepOperator,
+    handle: &StepHandle,
+    target: &StepOperatorTarget,
+) -> StepOutcome {
     match tokio::time::timeout(target.step_timeout, operator.wait(handle)).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => panic!("[{}] waiting for step `{}` failed: {e}", operator.flavor(), handle.step_name),
+        Ok(Err(e)) => panic!(
+            "[{}] waiting for step `{}` failed: {e}",
+            operator.flavor(),
+            handle.step_name
+        ),
         Err(_) => panic!(
             "[{}] step `{}` did not finish within {:?}",
             operator.flavor(),
@@ -202,20 +251,38 @@ async fn wait(operator: &dyn StepOperator, handle: &StepHandle, target: &StepOpe
 pub fn check_connector_type(flavor: &dyn ConnectorFlavor) {
     let spec = flavor.connector_type();
     let id = &spec.connector_type;
-    assert!(!spec.auth_methods.is_empty(), "[{id}] needs at least one auth method");
-    assert!(!spec.resource_types.is_empty(), "[{id}] needs at least one resource type");
-    assert!(is_kebab(id), "[{id}] connector type ids are lowercase-kebab-case");
+    assert!(
+        !spec.auth_methods.is_empty(),
+        "[{id}] needs at least one auth method"
+    );
+    assert!(
+        !spec.resource_types.is_empty(),
+        "[{id}] needs at least one resource type"
+    );
+    assert!(
+        is_kebab(id),
+        "[{id}] connector type ids are lowercase-kebab-case"
+    );
     let mut seen = std::collections::BTreeSet::new();
     for method in &spec.auth_methods {
         let m = &method.auth_method;
-        assert!(seen.insert(m.clone()), "[{id}] auth method `{m}` is declared twice");
-        assert!(is_kebab(m), "[{id}] auth method id `{m}` is not lowercase-kebab-case");
+        assert!(
+            seen.insert(m.clone()),
+            "[{id}] auth method `{m}` is declared twice"
+        );
+        assert!(
+            is_kebab(m),
+            "[{id}] auth method id `{m}` is not lowercase-kebab-case"
+        );
         assert_eq!(
             method.config_schema.get("type").and_then(|t| t.as_str()),
             Some("object"),
             "[{id}] the config schema of `{m}` must be an object schema"
         );
-        let properties = method.config_schema.get("properties").and_then(|p| p.as_object());
+        let properties = method
+            .config_schema
+            .get("properties")
+            .and_then(|p| p.as_object());
         for secret in &method.secret_fields {
             assert!(
                 properties.is_some_and(|p| p.contains_key(secret)),
@@ -237,7 +304,10 @@ pub fn check_connector_type(flavor: &dyn ConnectorFlavor) {
     }
     for resource in &spec.resource_types {
         let r = &resource.resource_type;
-        assert!(is_kebab(r), "[{id}] resource type id `{r}` is not lowercase-kebab-case");
+        assert!(
+            is_kebab(r),
+            "[{id}] resource type id `{r}` is not lowercase-kebab-case"
+        );
         for method in &resource.auth_methods {
             assert!(
                 spec.auth_method(method).is_some(),
@@ -256,7 +326,11 @@ pub async fn check_connector_reaches_its_clusters(connector: &dyn ServiceConnect
         .verify(None, None)
         .await
         .unwrap_or_else(|e| panic!("[{name}] verify failed: {e}"));
-    assert!(report.error.is_none(), "[{name}] verify reported {:?}", report.error);
+    assert!(
+        report.error.is_none(),
+        "[{name}] verify reported {:?}",
+        report.error
+    );
     let expected: Vec<&str> = if connector.config().resource_types.is_empty() {
         connector
             .connector_type()
@@ -265,7 +339,12 @@ pub async fn check_connector_reaches_its_clusters(connector: &dyn ServiceConnect
             .map(|r| r.resource_type.as_str())
             .collect()
     } else {
-        connector.config().resource_types.iter().map(String::as_str).collect()
+        connector
+            .config()
+            .resource_types
+            .iter()
+            .map(String::as_str)
+            .collect()
     };
     for resource_type in expected {
         assert!(
@@ -273,7 +352,9 @@ pub async fn check_connector_reaches_its_clusters(connector: &dyn ServiceConnect
             "[{name}] verify has no entry for resource type `{resource_type}`"
         );
     }
-    let Some(clusters) = report.entry(KUBERNETES_CLUSTER) else { return };
+    let Some(clusters) = report.entry(KUBERNETES_CLUSTER) else {
+        return;
+    };
     let ids = clusters
         .resource_ids
         .clone()
@@ -297,5 +378,7 @@ fn is_kebab(id: &str) -> bool {
     !id.is_empty()
         && !id.starts_with('-')
         && !id.ends_with('-')
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }

@@ -100,7 +100,10 @@ impl Error {
     }
 
     /// Attaches the underlying cause.
-    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -128,7 +131,10 @@ impl Error {
 
     /// The value of the first context field named `key`.
     pub fn context_value(&self, key: &str) -> Option<&str> {
-        self.context.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.context
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether retrying the same operation may succeed.
@@ -173,7 +179,9 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -193,7 +201,9 @@ mod tests {
             "could not reach the cluster (connector: aws-eu, namespace: ml)"
         );
         assert_eq!(
-            std::error::Error::source(&err).map(|s| s.to_string()).as_deref(),
+            std::error::Error::source(&err)
+                .map(|s| s.to_string())
+                .as_deref(),
             Some("connection reset by peer")
         );
         assert_eq!(err.context_value("namespace"), Some("ml"));
@@ -218,7 +228,15 @@ mod tests {
             assert_eq!(err.is_transient(), transient.contains(&kind), "{kind}");
             assert_eq!(err.kind(), kind);
         }
-        assert!(Error::new(ErrorKind::Internal, "x").set_transient(true).is_transient());
-        assert!(!Error::new(ErrorKind::Timeout, "x").set_transient(false).is_transient());
+        assert!(
+            Error::new(ErrorKind::Internal, "x")
+                .set_transient(true)
+                .is_transient()
+        );
+        assert!(
+            !Error::new(ErrorKind::Timeout, "x")
+                .set_transient(false)
+                .is_transient()
+        );
     }
 }

@@ -23,7 +23,7 @@ pub use step::{
 };
 pub use step_operator::{LogStream, StepOperator};
 
-/// Re-exported so flavors use the same secret types as the contracts.
-pub use secrecy;
 /// Re-exported so flavors use the same `kube` version as the contracts.
 pub use kube;
+/// Re-exported so flavors use the same secret types as the contracts.
+pub use secrecy;

@@ -190,13 +190,23 @@ impl Registry {
     /// Adds a step-operator flavor; a second flavor with the same name is an error.
     pub fn register_step_operator(&mut self, flavor: impl StepOperatorFlavor) -> Result<()> {
         let name = flavor.name().to_owned();
-        insert_unique(&mut self.step_operators, FlavorKind::StepOperator, name, Arc::new(flavor))
+        insert_unique(
+            &mut self.step_operators,
+            FlavorKind::StepOperator,
+            name,
+            Arc::new(flavor),
+        )
     }
 
     /// Adds a service-connector type; a second type with the same id is an error.
     pub fn register_connector(&mut self, flavor: impl ConnectorFlavor) -> Result<()> {
         let name = flavor.connector_type().connector_type.clone();
-        insert_unique(&mut self.connectors, FlavorKind::ServiceConnector, name, Arc::new(flavor))
+        insert_unique(
+            &mut self.connectors,
+            FlavorKind::ServiceConnector,
+            name,
+            Arc::new(flavor),
+        )
     }
 
     /// The step-operator flavor named `name`; the error lists the available ones.
@@ -206,7 +216,11 @@ impl Registry {
 
     /// The service-connector type `connector_type`; the error lists the available ones.
     pub fn connector(&self, connector_type: &str) -> Result<Arc<dyn ConnectorFlavor>> {
-        lookup(&self.connectors, FlavorKind::ServiceConnector, connector_type)
+        lookup(
+            &self.connectors,
+            FlavorKind::ServiceConnector,
+            connector_type,
+        )
     }
 
     /// The step-operator flavors, by name.
@@ -248,7 +262,10 @@ impl Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
-            .field("step_operators", &self.step_operators.keys().collect::<Vec<_>>())
+            .field(
+                "step_operators",
+                &self.step_operators.keys().collect::<Vec<_>>(),
+            )
             .field("connectors", &self.connectors.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -271,12 +288,20 @@ fn insert_unique<T: ?Sized>(
     Ok(())
 }
 
-fn lookup<T: ?Sized>(map: &BTreeMap<String, Arc<T>>, kind: FlavorKind, name: &str) -> Result<Arc<T>> {
+fn lookup<T: ?Sized>(
+    map: &BTreeMap<String, Arc<T>>,
+    kind: FlavorKind,
+    name: &str,
+) -> Result<Arc<T>> {
     map.get(name).cloned().ok_or_else(|| {
         let message = if map.is_empty() {
             format!("unknown {kind} flavor `{name}`; no {kind} flavors are registered")
         } else {
-            let available = map.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+            let available = map
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             format!("unknown {kind} flavor `{name}`; available flavors: {available}")
         };
         Error::new(ErrorKind::NotFound, message).with_context("flavor", name.to_owned())
@@ -306,7 +331,11 @@ mod tests {
         fn validate_config(&self, config: &serde_json::Value) -> Result<serde_json::Value> {
             Ok(config.clone())
         }
-        fn build(&self, _: &serde_json::Value, _: StepOperatorContext) -> Result<Arc<dyn StepOperator>> {
+        fn build(
+            &self,
+            _: &serde_json::Value,
+            _: StepOperatorContext,
+        ) -> Result<Arc<dyn StepOperator>> {
             Err(Error::new(ErrorKind::Unsupported, "dummy"))
         }
     }
@@ -358,24 +387,36 @@ mod tests {
     #[test]
     fn duplicate_names_are_refused_per_kind() {
         let mut registry = Registry::new();
-        registry.register_step_operator(Dummy("kubernetes")).unwrap();
-        let err = registry.register_step_operator(Dummy("kubernetes")).unwrap_err();
+        registry
+            .register_step_operator(Dummy("kubernetes"))
+            .unwrap();
+        let err = registry
+            .register_step_operator(Dummy("kubernetes"))
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict);
         assert_eq!(
             err.to_string(),
             "a step-operator flavor named `kubernetes` is already registered; give the new flavor a different name (flavor: kubernetes)"
         );
         // The same name is fine for another kind.
-        registry.register_connector(connector_flavor("kubernetes")).unwrap();
-        let err = registry.register_connector(connector_flavor("kubernetes")).unwrap_err();
+        registry
+            .register_connector(connector_flavor("kubernetes"))
+            .unwrap();
+        let err = registry
+            .register_connector(connector_flavor("kubernetes"))
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict);
     }
 
     #[test]
     fn unknown_flavor_lists_the_available_ones() {
         let mut registry = Registry::new();
-        registry.register_step_operator(Dummy("local-process")).unwrap();
-        registry.register_step_operator(Dummy("kubernetes")).unwrap();
+        registry
+            .register_step_operator(Dummy("local-process"))
+            .unwrap();
+        registry
+            .register_step_operator(Dummy("kubernetes"))
+            .unwrap();
         let err = registry.step_operator("kubernetez").err().unwrap();
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert_eq!(
@@ -387,7 +428,10 @@ mod tests {
             err.message(),
             "unknown service-connector flavor `aws`; no service-connector flavors are registered"
         );
-        assert_eq!(registry.step_operator("kubernetes").unwrap().name(), "kubernetes");
+        assert_eq!(
+            registry.step_operator("kubernetes").unwrap().name(),
+            "kubernetes"
+        );
     }
 
     #[test]
@@ -395,7 +439,9 @@ mod tests {
         let mut registry = Registry::new();
         registry.register_step_operator(Dummy("b")).unwrap();
         registry.register_step_operator(Dummy("a")).unwrap();
-        registry.register_connector(connector_flavor("kube")).unwrap();
+        registry
+            .register_connector(connector_flavor("kube"))
+            .unwrap();
         let flavors = registry.flavors();
         let names: Vec<_> = flavors.iter().map(|f| (f.kind, f.name.as_str())).collect();
         assert_eq!(

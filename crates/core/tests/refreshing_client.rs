@@ -40,7 +40,9 @@ impl FakeApiServer {
         let (accepted2, seen2) = (accepted.clone(), seen.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (accepted, seen) = (accepted2.clone(), seen2.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -53,7 +55,11 @@ impl FakeApiServer {
                 });
             }
         });
-        FakeApiServer { url, accepted, seen }
+        FakeApiServer {
+            url,
+            accepted,
+            seen,
+        }
     }
 
     fn accept(&self, token: &str) {
@@ -69,7 +75,11 @@ impl FakeApiServer {
     }
 }
 
-async fn answer(req: Request<Incoming>, accepted: &Mutex<HashSet<String>>, seen: &Mutex<Seen>) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    accepted: &Mutex<HashSet<String>>,
+    seen: &Mutex<Seen>,
+) -> Response<Full<Bytes>> {
     let token = req
         .headers()
         .get("authorization")
@@ -78,7 +88,10 @@ async fn answer(req: Request<Incoming>, accepted: &Mutex<HashSet<String>>, seen:
         .map(str::to_owned);
     let path = req.uri().path().to_owned();
     let body = req.into_body().collect().await.unwrap().to_bytes();
-    seen.lock().unwrap().requests.push((token.clone(), body.clone()));
+    seen.lock()
+        .unwrap()
+        .requests
+        .push((token.clone(), body.clone()));
     let authorized = token.is_some_and(|t| accepted.lock().unwrap().contains(&t));
     if !authorized {
         let status = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#;
@@ -126,11 +139,18 @@ impl CountingSource {
 impl TokenSource for CountingSource {
     async fn token(&self) -> stepstack_core::Result<BearerToken> {
         let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(BearerToken::new(format!("token-{n}"), Some(Timestamp::now() + self.lifetime)))
+        Ok(BearerToken::new(
+            format!("token-{n}"),
+            Some(Timestamp::now() + self.lifetime),
+        ))
     }
 }
 
-fn connection(server: &FakeApiServer, source: Arc<CountingSource>, margin: Duration) -> ClusterConnection {
+fn connection(
+    server: &FakeApiServer,
+    source: Arc<CountingSource>,
+    margin: Duration,
+) -> ClusterConnection {
     let config = kube::Config::new(server.url.parse().unwrap());
     ClusterConnection::new(config)
         .with_token_source(source)
@@ -145,8 +165,11 @@ async fn a_token_about_to_expire_is_replaced_before_use() {
     }
     // Each token is "about to expire" 500 ms after it is issued.
     let margin = Duration::from_secs(60);
-    let source = CountingSource::new(SignedDuration::from_secs(60) + SignedDuration::from_millis(500));
-    let client = connection(&server, source.clone(), margin).into_client().unwrap();
+    let source =
+        CountingSource::new(SignedDuration::from_secs(60) + SignedDuration::from_millis(500));
+    let client = connection(&server, source.clone(), margin)
+        .into_client()
+        .unwrap();
 
     client.apiserver_version().await.unwrap();
     client.apiserver_version().await.unwrap();
@@ -165,7 +188,9 @@ async fn a_rejected_token_is_replaced_and_the_request_retried_exactly_once() {
     let server = FakeApiServer::start().await;
     server.accept("token-2");
     let source = CountingSource::new(SignedDuration::from_secs(3600));
-    let client = connection(&server, source.clone(), Duration::from_secs(60)).into_client().unwrap();
+    let client = connection(&server, source.clone(), Duration::from_secs(60))
+        .into_client()
+        .unwrap();
 
     // token-1 is not accepted (revoked on the server side, though not yet expired).
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
@@ -193,7 +218,9 @@ async fn a_second_rejection_is_returned_not_retried_again() {
     let server = FakeApiServer::start().await;
     server.accept("token-1");
     let source = CountingSource::new(SignedDuration::from_secs(3600));
-    let client = connection(&server, source.clone(), Duration::from_secs(60)).into_client().unwrap();
+    let client = connection(&server, source.clone(), Duration::from_secs(60))
+        .into_client()
+        .unwrap();
     client.apiserver_version().await.unwrap();
 
     // Every token is rejected from now on.
@@ -203,7 +230,10 @@ async fn a_second_rejection_is_returned_not_retried_again() {
         panic!("expected an API error, got {err:?}");
     };
     assert_eq!(status.code, 401);
-    assert!(!err.to_string().contains("token-"), "the error leaks a token: {err}");
+    assert!(
+        !err.to_string().contains("token-"),
+        "the error leaks a token: {err}"
+    );
     // One request that succeeded, then the rejected one and exactly one retry.
     assert_eq!(server.seen().len(), 3);
     assert_eq!(source.issued(), 2);
@@ -216,7 +246,10 @@ async fn a_failing_token_source_surfaces_its_error() {
     #[async_trait]
     impl TokenSource for Broken {
         async fn token(&self) -> stepstack_core::Result<BearerToken> {
-            Err(stepstack_core::Error::new(ErrorKind::Unauthenticated, "the STS credentials were rejected"))
+            Err(stepstack_core::Error::new(
+                ErrorKind::Unauthenticated,
+                "the STS credentials were rejected",
+            ))
         }
     }
     let server = FakeApiServer::start().await;
@@ -230,5 +263,8 @@ async fn a_failing_token_source_surfaces_its_error() {
         format!("{err:?}").contains("the STS credentials were rejected"),
         "{err:?}"
     );
-    assert!(server.seen().is_empty(), "no request may be sent without a token");
+    assert!(
+        server.seen().is_empty(),
+        "no request may be sent without a token"
+    );
 }

@@ -32,10 +32,10 @@ pub use resources::{
 };
 pub use schema::{config_schema, schemas, settings_schema};
 pub use step_operator::{
-    CONFIG_ONLY_FIELDS, DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS, DEFAULT_NAMESPACE, DEFAULT_SCHEDULING_TIMEOUT,
-    DEFAULT_STARTUP_TIMEOUT,
-    DEPRECATED_FIELDS, InfrastructureRetryBudget, KubernetesStepOperatorConfig,
-    KubernetesStepOperatorSettings, LogOptions, OnInterrupt, StepRetryPolicy,
+    CONFIG_ONLY_FIELDS, DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS, DEFAULT_NAMESPACE,
+    DEFAULT_SCHEDULING_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, DEPRECATED_FIELDS,
+    InfrastructureRetryBudget, KubernetesStepOperatorConfig, KubernetesStepOperatorSettings,
+    LogOptions, OnInterrupt, StepRetryPolicy,
 };
 pub use validate::{
     RESERVED_LABEL_KEYS, RESERVED_LABEL_PREFIX, is_reserved_label_key, parse_config,

@@ -69,7 +69,8 @@ impl TokenCache {
         let Some(expires_at) = token.expires_at else {
             return true;
         };
-        let margin = jiff::SignedDuration::try_from(self.refresh_margin).unwrap_or(jiff::SignedDuration::MAX);
+        let margin = jiff::SignedDuration::try_from(self.refresh_margin)
+            .unwrap_or(jiff::SignedDuration::MAX);
         match expires_at.checked_sub(margin) {
             Ok(refresh_at) => Timestamp::now() < refresh_at,
             Err(_) => false,
@@ -139,7 +140,9 @@ where
                 // A streamed body cannot be replayed; the caller sees the 401.
                 return Ok(response);
             };
-            tracing::debug!("the API server rejected the bearer token; retrying once with a new one");
+            tracing::debug!(
+                "the API server rejected the bearer token; retrying once with a new one"
+            );
             let fresh = cache.replace(&token).await?;
             set_bearer(&mut retry, &fresh)?;
             retry_service.oneshot(retry).await.map_err(Into::into)
@@ -161,8 +164,12 @@ fn try_clone(request: &Request<Body>) -> Option<Request<Body>> {
 }
 
 fn set_bearer(request: &mut Request<Body>, token: &SecretString) -> Result<(), BoxError> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
-        .map_err(|_| BoxError::from("the bearer token contains characters that are not allowed in an HTTP header"))?;
+    let mut value =
+        HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
+            BoxError::from(
+                "the bearer token contains characters that are not allowed in an HTTP header",
+            )
+        })?;
     value.set_sensitive(true);
     request.headers_mut().insert(AUTHORIZATION, value);
     Ok(())

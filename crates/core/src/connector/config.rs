@@ -49,19 +49,27 @@ impl ConnectorConfig {
     }
 
     /// Adds a non-secret value.
-    pub fn with_value(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+    pub fn with_value(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
         self.values.insert(key.into(), value.into());
         self
     }
 
     /// Adds a secret value.
     pub fn with_secret(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.secrets.insert(key.into(), SecretString::from(value.into()));
+        self.secrets
+            .insert(key.into(), SecretString::from(value.into()));
         self
     }
 
     /// Scopes the connector to resource types.
-    pub fn with_resource_types(mut self, types: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn with_resource_types(
+        mut self,
+        types: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.resource_types = types.into_iter().map(Into::into).collect();
         self
     }
@@ -94,7 +102,11 @@ impl fmt::Debug for ConnectorConfig {
             .field("values", &self.values)
             .field(
                 "secrets",
-                &self.secrets.keys().map(|k| (k, "[HIDDEN]")).collect::<BTreeMap<_, _>>(),
+                &self
+                    .secrets
+                    .keys()
+                    .map(|k| (k, "[HIDDEN]"))
+                    .collect::<BTreeMap<_, _>>(),
             )
             .field("expires_at", &self.expires_at)
             .field("expires_skew_tolerance", &self.expires_skew_tolerance)

@@ -40,7 +40,9 @@ impl ResourcesReport {
 
     /// The entry for `resource_type`.
     pub fn entry(&self, resource_type: &str) -> Option<&ResourceTypeResources> {
-        self.resources.iter().find(|r| r.resource_type == resource_type)
+        self.resources
+            .iter()
+            .find(|r| r.resource_type == resource_type)
     }
 
     /// Whether nothing failed.

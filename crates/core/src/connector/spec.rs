@@ -56,12 +56,16 @@ impl ConnectorTypeSpec {
 
     /// The auth method with id `auth_method`.
     pub fn auth_method(&self, auth_method: &str) -> Option<&AuthMethodSpec> {
-        self.auth_methods.iter().find(|m| m.auth_method == auth_method)
+        self.auth_methods
+            .iter()
+            .find(|m| m.auth_method == auth_method)
     }
 
     /// The resource type with id `resource_type`.
     pub fn resource_type(&self, resource_type: &str) -> Option<&ResourceTypeSpec> {
-        self.resource_types.iter().find(|r| r.resource_type == resource_type)
+        self.resource_types
+            .iter()
+            .find(|r| r.resource_type == resource_type)
     }
 }
 
@@ -108,7 +112,10 @@ impl AuthMethodSpec {
     }
 
     /// Declares the secret configuration fields.
-    pub fn with_secret_fields(mut self, fields: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn with_secret_fields(
+        mut self,
+        fields: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.secret_fields = fields.into_iter().map(Into::into).collect();
         self
     }
@@ -145,7 +152,11 @@ pub struct ExpirationBounds {
 
 impl ExpirationBounds {
     /// Bounds with the given minimum, maximum and default.
-    pub fn new(min_seconds: Option<u64>, max_seconds: Option<u64>, default_seconds: Option<u64>) -> Self {
+    pub fn new(
+        min_seconds: Option<u64>,
+        max_seconds: Option<u64>,
+        default_seconds: Option<u64>,
+    ) -> Self {
         ExpirationBounds {
             min_seconds,
             max_seconds,

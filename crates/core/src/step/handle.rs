@@ -58,7 +58,12 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let launch = StepLaunch::new("my_pipeline", "trainer", "python:3.12", ["python", "train.py"]);
+        let launch = StepLaunch::new(
+            "my_pipeline",
+            "trainer",
+            "python:3.12",
+            ["python", "train.py"],
+        );
         let handle = StepHandle::new(
             "kubernetes",
             &launch,

@@ -123,7 +123,11 @@ impl fmt::Debug for StepLaunch {
             .field("environment", &self.environment)
             .field(
                 "secret_environment",
-                &self.secret_environment.keys().map(|k| (k, "[HIDDEN]")).collect::<BTreeMap<_, _>>(),
+                &self
+                    .secret_environment
+                    .keys()
+                    .map(|k| (k, "[HIDDEN]"))
+                    .collect::<BTreeMap<_, _>>(),
             )
             .field("resources", &self.resources)
             .field("settings", &self.settings)
