@@ -255,6 +255,9 @@ async fn produce(
 ) {
     let mut sub = ctx.watch.subscribe(&ctx.step_run);
     let mut started: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Signalled by each pod's stream when it ends, so the stream as a whole ends as soon
+    // as the last pod's log does (no watch event follows that moment).
+    let stream_ended = Arc::new(tokio::sync::Notify::new());
     // When the Job was first seen finished: its pods may still be on their way through
     // the pods' watch, so the stream waits a little for them.
     let mut done_since: Option<tokio::time::Instant> = None;
@@ -313,6 +316,7 @@ async fn produce(
             let tx = tx.clone();
             let index = pod_index(pod);
             let pod_name = name.clone();
+            let ended = stream_ended.clone();
             started.insert(
                 name,
                 tokio::spawn(async move {
@@ -321,6 +325,7 @@ async fn produce(
                     {
                         let _ = tx.send(Err(err)).await;
                     }
+                    ended.notify_one();
                 }),
             );
         }
@@ -394,6 +399,7 @@ async fn produce(
         }
         tokio::select! {
             _ = sub.changed() => {}
+            _ = stream_ended.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)), if finished || done_since.is_some() => {}
             _ = tx.closed() => {}
         }

@@ -708,8 +708,17 @@ async fn the_watch_relists_after_410_gone_and_keeps_waiters_going() {
         waiter.await.unwrap().unwrap(),
         StepOutcome::Succeeded { attempts: 1 }
     );
+    // The pods' watch may deliver the outcome before the Jobs' watch has relisted; the
+    // relist must still happen.
+    let relisted = async {
+        while cluster.requests().count("list", "jobs") <= lists_before {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
     assert!(
-        cluster.requests().count("list", "jobs") > lists_before,
+        tokio::time::timeout(std::time::Duration::from_secs(30), relisted)
+            .await
+            .is_ok(),
         "the watcher relists when its resourceVersion is gone"
     );
 }
