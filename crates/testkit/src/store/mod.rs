@@ -100,8 +100,14 @@ struct Inner {
     ip_counter: u32,
 }
 
+/// What makes two events the same event (its count is bumped instead of a new one).
+type EventKey = (String, String, String, String, String);
+
 struct Shared {
     inner: Mutex<Inner>,
+    /// The event recording each (namespace, involved uid, reason, message, component),
+    /// so a repeat bumps its count without scanning the namespace's events.
+    event_index: Mutex<HashMap<EventKey, String>>,
     senders: HashMap<ResourceKind, broadcast::Sender<Arc<StoreEvent>>>,
     all: broadcast::Sender<Arc<StoreEvent>>,
     options: StoreOptions,
@@ -218,6 +224,7 @@ impl Store {
                     kinds,
                     ip_counter: 0,
                 }),
+                event_index: Mutex::new(HashMap::new()),
                 senders,
                 all: broadcast::channel(options.channel_capacity).0,
                 options,
@@ -1260,21 +1267,25 @@ impl Store {
         let iname = meta_str(involved_object, "name").unwrap_or_default();
         let iuid = meta_str(involved_object, "uid").unwrap_or_default();
         let now = now_rfc3339();
-        let filter = ListFilter::default();
-        let (existing, _) = self.list(ResourceKind::Event, Some(ns), &filter);
-        if let Some(e) = existing.iter().find(|e| {
-            e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(iuid)
-                && e.get("reason").and_then(Value::as_str) == Some(reason)
-                && e.get("message").and_then(Value::as_str) == Some(message)
-                && e.pointer("/source/component").and_then(Value::as_str) == Some(component)
-        }) {
-            let name = meta_str(e, "name").unwrap_or_default().to_string();
-            return self.modify(ResourceKind::Event, Some(ns), &name, |ev| {
+        let key: EventKey = (
+            ns.to_owned(),
+            iuid.to_owned(),
+            reason.to_owned(),
+            message.to_owned(),
+            component.to_owned(),
+        );
+        let known = self.shared.event_index.lock().get(&key).cloned();
+        if let Some(name) = known {
+            let bumped = self.modify(ResourceKind::Event, Some(ns), &name, |ev| {
                 let c = ev.get("count").and_then(Value::as_i64).unwrap_or(1);
                 ev["count"] = json!(c + 1);
                 ev["lastTimestamp"] = json!(now);
                 Ok(())
             });
+            // A deleted event (namespace gone, GC) is recorded anew below.
+            if bumped.is_ok() {
+                return bumped;
+            }
         }
         let mut involved = json!({
             "kind": involved_object.get("kind").cloned().unwrap_or(Value::Null),
@@ -1310,7 +1321,11 @@ impl Store {
             "reportingComponent": component,
             "reportingInstance": host.unwrap_or(""),
         });
-        self.create(ResourceKind::Event, Some(ns), ev)
+        let created = self.create(ResourceKind::Event, Some(ns), ev)?;
+        if let Some(name) = meta_str(&created, "name") {
+            self.shared.event_index.lock().insert(key, name.to_owned());
+        }
+        Ok(created)
     }
 }
 
