@@ -498,16 +498,18 @@ impl GcpConnector {
         };
         let entries = crate::login::entries(&context, endpoint.url(), ca, token.value.clone());
         let write_path = path.clone();
-        tokio::task::spawn_blocking(move || crate::login::write(&write_path, entries))
-            .await
-            .map_err(|e| GcpError::WriteKubeconfig {
-                path: path.clone(),
-                reason: format!("the writer panicked: {e}"),
-            })?
-            .map_err(|e| GcpError::WriteKubeconfig {
-                path: e.path,
-                reason: e.reason,
-            })?;
+        tokio::task::spawn_blocking(move || {
+            stepstack_core::connector::kubeconfig::write_login(&write_path, entries)
+        })
+        .await
+        .map_err(|e| GcpError::WriteKubeconfig {
+            path: path.clone(),
+            reason: format!("the writer panicked: {e}"),
+        })?
+        .map_err(|e| GcpError::WriteKubeconfig {
+            path: e.path,
+            reason: e.reason,
+        })?;
         tracing::info!(connector = %self.name(), %context, path = %path.display(), "updated the local kubeconfig");
         let expiry = token
             .expires_at

@@ -2,7 +2,6 @@
 //! (KUBECONFIG rules), reducing a kubeconfig to one context, building the entries a
 //! connector stands for, and writing them into a user's kubeconfig atomically.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use kube::config::{
@@ -240,72 +239,12 @@ fn path_string(path: &Path) -> String {
 /// directory, then a rename); on error the original file is untouched and no temporary
 /// file is left behind.
 pub(crate) fn write_login(path: &Path, entries: Kubeconfig) -> KResult<()> {
-    let fail = |reason: String| KubeConnectorError::WriteKubeconfig {
-        path: path.to_owned(),
-        reason,
-    };
-    // Replace the file a symlink points to, not the symlink.
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)
-            .map_err(|e| fail(format!("cannot resolve the symlink: {e}")))?,
-        _ => path.to_owned(),
-    };
-    let mut kubeconfig = match std::fs::read_to_string(&target) {
-        Ok(text) if text.trim().is_empty() => Kubeconfig::default(),
-        // Not `read_from`: it would rewrite the relative paths of other entries.
-        Ok(text) => Kubeconfig::from_yaml(&text)
-            .map_err(|e| fail(format!("it is not a valid kubeconfig: {e}")))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Kubeconfig::default(),
-        Err(e) => return Err(fail(e.to_string())),
-    };
-    upsert(&mut kubeconfig, entries);
-    let yaml = serde_norway::to_string(&kubeconfig)
-        .map_err(|e| fail(format!("cannot serialize it: {e}")))?;
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-    // Created with mode 0600 on Unix; removed on drop unless persisted.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".stepstack-kubeconfig-")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            fail(format!(
-                "cannot create a temporary file in {}: {e}",
-                dir.display()
-            ))
-        })?;
-    temp.write_all(yaml.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| fail(e.to_string()))?;
-    temp.persist(&target)
-        .map_err(|e| fail(e.error.to_string()))?;
-    Ok(())
-}
-
-/// Puts the entries of `new` into `kubeconfig`, replacing those with the same names, and
-/// makes `new`'s current context current.
-pub(crate) fn upsert(kubeconfig: &mut Kubeconfig, new: Kubeconfig) {
-    fn put<T>(list: &mut Vec<T>, items: Vec<T>, name: impl Fn(&T) -> &str) {
-        for item in items {
-            match list.iter_mut().find(|x| name(x) == name(&item)) {
-                Some(slot) => *slot = item,
-                None => list.push(item),
-            }
+    stepstack_core::connector::kubeconfig::write_login(path, entries).map_err(|e| {
+        KubeConnectorError::WriteKubeconfig {
+            path: e.path,
+            reason: e.reason,
         }
-    }
-    put(&mut kubeconfig.clusters, new.clusters, |c| &c.name);
-    put(&mut kubeconfig.auth_infos, new.auth_infos, |u| &u.name);
-    put(&mut kubeconfig.contexts, new.contexts, |c| &c.name);
-    if new.current_context.is_some() {
-        kubeconfig.current_context = new.current_context;
-    }
-    kubeconfig
-        .api_version
-        .get_or_insert_with(|| "v1".to_owned());
-    kubeconfig.kind.get_or_insert_with(|| "Config".to_owned());
+    })
 }
 
 #[cfg(test)]
@@ -333,109 +272,6 @@ contexts:
 current-context: other
 preferences: {}
 "#;
-
-    fn new_entries(name: &str, server: &str) -> Kubeconfig {
-        let cluster = NamedCluster {
-            name: name.to_owned(),
-            cluster: Some(Cluster {
-                server: Some(server.to_owned()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        Kubeconfig {
-            clusters: vec![cluster],
-            auth_infos: vec![NamedAuthInfo {
-                name: name.to_owned(),
-                auth_info: Some(AuthInfo::default()),
-                ..Default::default()
-            }],
-            contexts: vec![NamedContext {
-                name: name.to_owned(),
-                context: Some(Context {
-                    cluster: name.to_owned(),
-                    user: Some(name.to_owned()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            current_context: Some(name.to_owned()),
-            ..Default::default()
-        }
-    }
-
-    fn files_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    #[test]
-    fn login_adds_and_updates_entries_keeping_the_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
-        std::fs::write(&path, EXISTING).unwrap();
-        write_login(&path, new_entries("prod", "https://prod:6443")).unwrap();
-        write_login(&path, new_entries("prod", "https://prod-2:6443")).unwrap();
-        let written = Kubeconfig::from_yaml(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(written.current_context.as_deref(), Some("prod"));
-        assert_eq!(written.contexts.len(), 2);
-        assert_eq!(written.clusters.len(), 2);
-        let other = written.clusters.iter().find(|c| c.name == "other").unwrap();
-        // The relative path of the other cluster is kept as written.
-        assert_eq!(
-            other
-                .cluster
-                .as_ref()
-                .unwrap()
-                .certificate_authority
-                .as_deref(),
-            Some("relative/ca.crt")
-        );
-        let other_ctx = written.contexts.iter().find(|c| c.name == "other").unwrap();
-        assert_eq!(
-            other_ctx.context.as_ref().unwrap().namespace.as_deref(),
-            Some("team")
-        );
-        let prod = written.clusters.iter().find(|c| c.name == "prod").unwrap();
-        assert_eq!(
-            prod.cluster.as_ref().unwrap().server.as_deref(),
-            Some("https://prod-2:6443")
-        );
-        assert_eq!(files_in(dir.path()), ["config"]);
-    }
-
-    #[test]
-    fn login_creates_a_missing_file_and_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".kube").join("config");
-        write_login(&path, new_entries("prod", "https://prod:6443")).unwrap();
-        let written = Kubeconfig::read_from(&path).unwrap();
-        assert_eq!(written.contexts.len(), 1);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "the kubeconfig holds secrets: {mode:o}");
-        }
-    }
-
-    #[test]
-    fn a_broken_kubeconfig_is_left_alone_and_no_temporary_file_remains() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
-        std::fs::write(&path, "clusters: [oops").unwrap();
-        let err = write_login(&path, new_entries("prod", "https://prod:6443")).unwrap_err();
-        assert!(
-            err.to_string().contains("is not a valid kubeconfig"),
-            "{err}"
-        );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "clusters: [oops");
-        assert_eq!(files_in(dir.path()), ["config"]);
-    }
 
     #[test]
     fn reduce_keeps_one_context_and_reports_missing_ones() {

@@ -5,6 +5,7 @@ mod cached;
 mod config;
 mod expiry;
 mod implicit;
+pub mod kubeconfig;
 mod report;
 mod spec;
 mod validation;
