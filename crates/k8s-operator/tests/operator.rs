@@ -416,6 +416,7 @@ async fn a_token_that_expires_mid_wait_is_refreshed() {
         token: None,
         client_cert_pem: None,
         client_key_pem: None,
+        password: None,
     };
     let config = kube::Config::from_custom_kubeconfig(
         cluster.kubeconfig_for(&anonymous).unwrap(),

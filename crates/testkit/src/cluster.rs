@@ -75,6 +75,8 @@ pub enum CredentialKind {
     Token,
     /// A client certificate signed by the cluster CA (CN = name, O = groups).
     ClientCert,
+    /// A random password for HTTP basic auth (user name = the user's name).
+    Password,
 }
 
 /// A user to add with [`Cluster::add_user`].
@@ -108,6 +110,16 @@ impl NewUser {
             groups: Vec::new(),
             rules,
             credential: CredentialKind::ClientCert,
+        }
+    }
+
+    /// A basic-auth (user name and password) user with rules.
+    pub fn password(name: impl Into<String>, rules: Vec<Rule>) -> Self {
+        Self {
+            name: name.into(),
+            groups: Vec::new(),
+            rules,
+            credential: CredentialKind::Password,
         }
     }
 
@@ -172,6 +184,7 @@ impl Cluster {
             token: Some(admin_token),
             client_cert_pem: Some(admin_cert.cert_pem),
             client_key_pem: Some(admin_cert.key_pem),
+            password: None,
         };
         let faults = Faults::new(auth.clone());
         let accounting = Accounting::default();
@@ -295,6 +308,7 @@ impl Cluster {
                     token: Some(token),
                     client_cert_pem: None,
                     client_key_pem: None,
+                    password: None,
                 })
             }
             CredentialKind::ClientCert => {
@@ -305,6 +319,19 @@ impl Cluster {
                     token: None,
                     client_cert_pem: Some(cert.cert_pem),
                     client_key_pem: Some(cert.key_pem),
+                    password: None,
+                })
+            }
+            CredentialKind::Password => {
+                let password = random_token();
+                self.auth
+                    .add_password(user.name.clone(), password.clone(), info);
+                Ok(UserCredentials {
+                    name: user.name,
+                    token: None,
+                    client_cert_pem: None,
+                    client_key_pem: None,
+                    password: Some(password),
                 })
             }
         }

@@ -14,6 +14,8 @@ pub struct UserCredentials {
     pub client_cert_pem: Option<String>,
     /// The PEM private key of the client certificate.
     pub client_key_pem: Option<String>,
+    /// A password for HTTP basic auth (the user name is `name`), for password users.
+    pub password: Option<String>,
 }
 
 impl std::fmt::Debug for UserCredentials {
@@ -22,6 +24,7 @@ impl std::fmt::Debug for UserCredentials {
             .field("name", &self.name)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("client_cert", &self.client_cert_pem.is_some())
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -35,6 +38,10 @@ pub fn render(server: &str, ca_pem: &str, user: &UserCredentials, namespace: &st
     let mut auth = serde_json::Map::new();
     if let Some(t) = &user.token {
         auth.insert("token".into(), json!(t));
+    }
+    if let Some(p) = &user.password {
+        auth.insert("username".into(), json!(user.name));
+        auth.insert("password".into(), json!(p));
     }
     if let (Some(c), Some(k)) = (&user.client_cert_pem, &user.client_key_pem) {
         auth.insert("client-certificate-data".into(), json!(b64(c)));

@@ -546,6 +546,7 @@ async fn authentication_and_authorization() {
             token: None,
             client_cert_pem: None,
             client_key_pem: None,
+            password: None,
         },
     ))
     .unwrap();
@@ -645,6 +646,7 @@ async fn authentication_and_authorization() {
         token: Some("cloud-carol".into()),
         client_cert_pem: None,
         client_key_pem: None,
+        password: None,
     };
     let cc = c.client_for(&cloud).await.unwrap();
     Api::<Pod>::namespaced(cc, "default")

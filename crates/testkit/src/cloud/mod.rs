@@ -7,3 +7,4 @@
 
 pub mod aws;
 pub mod gcp;
+pub mod azure;

@@ -107,6 +107,7 @@ pub(crate) struct Attributes<'a> {
 pub(crate) struct AuthState {
     tokens: RwLock<HashMap<String, UserInfo>>,
     certs: RwLock<HashMap<Vec<u8>, UserInfo>>,
+    passwords: RwLock<HashMap<String, (String, UserInfo)>>,
     revoked: RwLock<HashSet<String>>,
     user_rules: RwLock<HashMap<String, Vec<Rule>>>,
     group_rules: RwLock<HashMap<String, Vec<Rule>>>,
@@ -123,6 +124,10 @@ pub(crate) enum AuthFailure {
 impl AuthState {
     pub(crate) fn add_token(&self, token: String, user: UserInfo) {
         self.tokens.write().insert(token, user);
+    }
+
+    pub(crate) fn add_password(&self, username: String, password: String, user: UserInfo) {
+        self.passwords.write().insert(username, (password, user));
     }
 
     pub(crate) fn add_cert(&self, der: Vec<u8>, user: UserInfo) {
@@ -145,13 +150,20 @@ impl AuthState {
         self.group_rules.write().insert(group.to_string(), rules);
     }
 
-    /// Authenticates a request: a bearer token (which must be valid if present), else
-    /// the verified client certificate.
+    /// Authenticates a request: a bearer token or basic-auth credentials (which must be
+    /// valid if present), else the verified client certificate.
     pub(crate) fn authenticate(
         &self,
         bearer: Option<&str>,
+        basic: Option<(&str, &str)>,
         cert: Option<&[u8]>,
     ) -> Result<UserInfo, AuthFailure> {
+        if let Some((username, password)) = basic {
+            return match self.passwords.read().get(username) {
+                Some((expected, user)) if expected == password => Ok(user.clone()),
+                _ => Err(AuthFailure::BadToken),
+            };
+        }
         if let Some(token) = bearer {
             if self.revoked.read().contains(token) {
                 return Err(AuthFailure::BadToken);

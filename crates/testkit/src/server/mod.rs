@@ -6,6 +6,7 @@ pub(crate) mod router;
 pub(crate) mod tls;
 pub(crate) mod watch;
 
+use base64::Engine as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,8 +132,20 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.strip_prefix("Bearer "))
         .map(str::trim);
+    let basic = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok());
+    let basic = basic.as_deref().and_then(|s| s.split_once(':'));
     let route = router::route(&parts.method, &path, &query);
-    let user = match ctx.auth.authenticate(bearer, cert) {
+    let user = match ctx.auth.authenticate(bearer, basic, cert) {
         Ok(u) => u,
         Err(_) => {
             let public = matches!(

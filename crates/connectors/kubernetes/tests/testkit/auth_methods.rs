@@ -173,11 +173,35 @@ async fn password_is_sent_as_http_basic_auth() {
 }
 
 #[tokio::test]
-#[ignore = "needs testkit basic-auth users (Cluster::add_user with a user name and password)"]
 async fn password_connects_to_the_emulator() {
-    // Waiting for the testkit: a `NewUser` with `CredentialKind::Password` whose
-    // `Authorization: Basic` header authenticates it.
-    unimplemented!("needs testkit basic-auth users")
+    let cluster = cluster().await;
+    let user = cluster
+        .add_user(NewUser::password("dave", step_operator_rules()))
+        .unwrap();
+    let password = user
+        .password
+        .clone()
+        .expect("a password user has a password");
+    let config = |password: &str| {
+        ConnectorConfig::new("dave", "kubernetes", "password")
+            .with_value("server", cluster.url())
+            .with_value("cluster_name", "emulated")
+            .with_secret("certificate_authority", cluster.ca_pem())
+            .with_secret("username", "dave")
+            .with_secret("password", password)
+    };
+    assert_works(&build(&flavor(), config(&password))).await;
+
+    // A wrong password is an authorization failure naming the connector.
+    let wrong = build(&flavor(), config("not-the-password"));
+    let report = wrong.verify(None, None).await.unwrap();
+    let error = report
+        .entry(KUBERNETES_CLUSTER)
+        .and_then(|e| e.error.clone())
+        .or(report.error.clone())
+        .expect("a wrong password fails verification");
+    assert!(error.contains("dave"), "{error}");
+    assert!(!error.contains(&password), "the password leaked: {error}");
 }
 
 #[tokio::test]
