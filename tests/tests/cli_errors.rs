@@ -76,3 +76,16 @@ fn help_exits_zero() {
         out.stdout
     );
 }
+
+#[test]
+fn every_built_in_connector_type_is_registered() {
+    let out = Stepstack::new().run(["service-connector", "list-types", "-o", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for connector_type in ["\"aws\"", "\"azure\"", "\"gcp\"", "\"kubernetes\""] {
+        assert!(
+            out.stdout.contains(connector_type),
+            "{connector_type} missing: {}",
+            out.stdout
+        );
+    }
+}

@@ -48,6 +48,9 @@ pub fn builtin_registry() -> Result<Registry> {
     let mut registry = Registry::new();
     stepstack_k8s_operator::register(&mut registry)?;
     stepstack_connector_kubernetes::register(&mut registry)?;
+    stepstack_connector_aws::register(&mut registry)?;
+    stepstack_connector_gcp::register(&mut registry)?;
+    stepstack_connector_azure::register(&mut registry)?;
     Ok(registry)
 }
 

@@ -1,10 +1,9 @@
 //! A fake Azure for the `azure` connector: the Microsoft Entra ID token endpoint
 //! (client-credentials grant with a client secret) and the Azure Resource Manager
-//! `managedClusters` API of AKS, both on one plain-HTTP address on 127.0.0.1 (point the
-//! connector's `authority_host` and `management_endpoint` at [`FakeAzure::endpoint_url`]).
-//!
-//! Plain HTTP, like the GCP fake: the connector's HTTP client speaks both, and the token
-//! flow it exercises is the same over TLS. (The issue asks for HTTPS; not done yet.)
+//! `managedClusters` API of AKS, both on one HTTPS address on 127.0.0.1 (point the
+//! connector's `authority_host` and `management_endpoint` at [`FakeAzure::endpoint_url`]
+//! and make it trust [`FakeAzure::ca_pem`]). The certificate comes from a CA generated
+//! per fake, as the emulated cluster's does.
 //!
 //! Served, with the wire formats Azure's clients parse:
 //! - `POST /{tenant}/oauth2/v2.0/token`: `grant_type=client_credentials` with `client_id`,
@@ -35,12 +34,15 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use base64::Engine as _;
 use http::{HeaderMap, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use jiff::{SignedDuration, Timestamp};
 use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::auth::{TokenValidator, UserInfo};
+use crate::server::tls::Pki;
 
 /// The application id of the AKS server application ("Azure Kubernetes Service AAD
 /// Server"), whose `/.default` scope AKS clusters accept tokens for.
@@ -184,6 +186,7 @@ struct IssuedToken {
 
 struct AzureState {
     endpoint: String,
+    ca_pem: String,
     options: RwLock<FakeAzureOptions>,
     /// client id → client secret.
     principals: RwLock<HashMap<String, String>>,
@@ -253,9 +256,15 @@ impl FakeAzure {
     pub async fn start(options: FakeAzureOptions) -> std::io::Result<FakeAzure> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let endpoint = format!("http://127.0.0.1:{}", addr.port());
+        let endpoint = format!("https://127.0.0.1:{}", addr.port());
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let pki = Pki::generate().map_err(std::io::Error::other)?;
+        let tls = pki.server_config().map_err(std::io::Error::other)?;
         let state = Arc::new(AzureState {
             endpoint: endpoint.clone(),
+            ca_pem: pki.ca_pem().to_owned(),
             options: RwLock::new(options),
             principals: RwLock::new(HashMap::new()),
             tokens: RwLock::new(HashMap::new()),
@@ -264,18 +273,7 @@ impl FakeAzure {
             calls: Mutex::new(Vec::new()),
         });
         let shutdown = CancellationToken::new();
-        let router = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "the fake Azure endpoint stopped");
-            }
-        });
+        tokio::spawn(serve(listener, tls, state.clone(), shutdown.clone()));
         tracing::info!(%endpoint, "fake Azure endpoint started");
         Ok(FakeAzure { state, shutdown })
     }
@@ -283,6 +281,11 @@ impl FakeAzure {
     /// The base URL of the fake: the authority host and the management endpoint.
     pub fn endpoint_url(&self) -> &str {
         &self.state.endpoint
+    }
+
+    /// The CA (PEM) that signed the fake's TLS certificate (for 127.0.0.1 and localhost).
+    pub fn ca_pem(&self) -> &str {
+        &self.state.ca_pem
     }
 
     /// The tenant id.
@@ -385,6 +388,48 @@ impl FakeAzure {
             .iter()
             .filter(|c| c.kind == kind && c.error.is_none())
             .count()
+    }
+}
+
+/// Accepts TLS connections until `shutdown`, answering each request with [`handle`].
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<AzureState>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let Ok((tcp, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        handle(State(state), request.map(Body::new)).await,
+                    )
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
     }
 }
 
@@ -718,6 +763,7 @@ mod tests {
     fn tokens_are_checked_against_their_scope() {
         let state = AzureState {
             endpoint: String::new(),
+            ca_pem: String::new(),
             options: RwLock::new(FakeAzureOptions::default()),
             principals: RwLock::new(HashMap::new()),
             tokens: RwLock::new(HashMap::new()),

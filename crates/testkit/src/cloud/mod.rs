@@ -6,5 +6,5 @@
 //!   verification, plus an EKS bearer-token validator for the emulated cluster.
 
 pub mod aws;
-pub mod gcp;
 pub mod azure;
+pub mod gcp;

@@ -1,0 +1,329 @@
+//! The configuration of each auth method, parsed from a `ConnectorConfig`.
+
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use stepstack_core::ConnectorConfig;
+
+use crate::environment::AzureEnvironment;
+use crate::error::{AResult, AzureError};
+
+/// Auth method: a service principal with a client secret.
+pub(crate) const SERVICE_PRINCIPAL: &str = "service-principal";
+/// Auth method: given access tokens.
+pub(crate) const ACCESS_TOKEN: &str = "access-token";
+/// Auth method: the environment's credentials (gated).
+pub(crate) const IMPLICIT: &str = "implicit";
+
+/// The Microsoft Entra ID authority of the public cloud.
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+/// The Azure Resource Manager endpoint of the public cloud.
+pub const DEFAULT_MANAGEMENT_ENDPOINT: &str = "https://management.azure.com";
+/// The token scope of Azure Resource Manager in the public cloud.
+pub const DEFAULT_MANAGEMENT_SCOPE: &str = "https://management.azure.com/.default";
+/// The `api-version` of the `Microsoft.ContainerService` calls.
+pub const ARM_API_VERSION: &str = "2024-09-01";
+
+/// Settings every auth method shares.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct AzureCommonConfig {
+    /// The subscription whose AKS clusters are listed.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    /// Limits the connector to the clusters of this resource group.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// The Entra ID authority host (default `https://login.microsoftonline.com`; set it for
+    /// sovereign clouds).
+    #[serde(default)]
+    pub authority_host: Option<String>,
+    /// The Azure Resource Manager endpoint (default `https://management.azure.com`).
+    #[serde(default)]
+    pub management_endpoint: Option<String>,
+    /// The token scope of the Resource Manager (default
+    /// `https://management.azure.com/.default`).
+    #[serde(default)]
+    pub management_scope: Option<String>,
+    /// A CA certificate (PEM) to trust, instead of the system roots, for the authority
+    /// host and the management endpoint (private clouds, TLS-inspecting proxies, fakes).
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+    /// Connect with the cluster's admin credentials (`listClusterAdminCredential`) instead
+    /// of an Entra ID token; fails on clusters whose local accounts are disabled.
+    #[serde(default)]
+    pub use_admin_credentials: bool,
+}
+
+/// `service-principal`: an Entra ID application with a client secret.
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)]
+pub struct ServicePrincipalConfig {
+    /// The Entra ID tenant (directory) id.
+    pub tenant_id: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// The client secret's value.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub client_secret: Option<SecretString>,
+    /// A client certificate (PEM); not supported yet.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub client_certificate: Option<SecretString>,
+    /// Shared settings.
+    #[serde(flatten)]
+    pub common: AzureCommonConfig,
+}
+
+/// `access-token`: given tokens (e.g. from `az account get-access-token`); they expire at
+/// the connector's `expires_at` and are not renewed.
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)]
+pub struct AccessTokenConfig {
+    /// A token for Azure Resource Manager.
+    #[schemars(with = "String")]
+    pub token: SecretString,
+    /// A token for the AKS server application (needed to connect to clusters with Entra
+    /// ID, unless `use_admin_credentials` is set).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub kubernetes_token: Option<SecretString>,
+    /// The tenant the tokens belong to (informational).
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Shared settings.
+    #[serde(flatten)]
+    pub common: AzureCommonConfig,
+}
+
+/// `implicit`: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET of the process.
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)]
+pub struct ImplicitConfig {
+    /// Shared settings.
+    #[serde(flatten)]
+    pub common: AzureCommonConfig,
+}
+
+/// The credentials of a connector.
+#[derive(Debug, Clone)]
+pub(crate) enum Credentials {
+    /// The client-credentials grant with a client secret.
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: SecretString,
+    },
+    /// Given tokens for ARM and, optionally, the AKS server application.
+    Tokens {
+        arm: SecretString,
+        kubernetes: Option<SecretString>,
+    },
+    /// The `AZURE_*` client-secret variables, read when a token is needed.
+    Implicit,
+}
+
+/// A parsed configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Parsed {
+    pub(crate) subscription_id: String,
+    pub(crate) resource_group: Option<String>,
+    pub(crate) authority_host: String,
+    pub(crate) management_endpoint: String,
+    pub(crate) management_scope: String,
+    pub(crate) use_admin_credentials: bool,
+    /// DER certificates of `ca_certificate`.
+    pub(crate) ca_certificates: Option<Vec<Vec<u8>>>,
+    pub(crate) credentials: Credentials,
+}
+
+pub(crate) fn schema_of<T: JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(T))
+        .unwrap_or_else(|_| serde_json::json!({"type": "object"}))
+}
+
+/// Parses the configuration of `config.auth_method`.
+pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult<Parsed> {
+    let method = config.auth_method.as_str();
+    let invalid = |reason: &str| AzureError::InvalidConfig {
+        method: method.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (common, credentials) = match method {
+        SERVICE_PRINCIPAL => {
+            let c: ServicePrincipalConfig = typed(config)?;
+            if c.client_certificate.is_some() {
+                return Err(AzureError::Unsupported {
+                    what: "client-certificate authentication (`client_certificate`)".to_owned(),
+                    hint: "use a client secret (`client_secret`) for now",
+                });
+            }
+            let secret = c
+                .client_secret
+                .ok_or_else(|| invalid("missing `client_secret`"))?;
+            check_id("tenant_id", &c.tenant_id, method)?;
+            check_id("client_id", &c.client_id, method)?;
+            (
+                c.common,
+                Credentials::ClientSecret {
+                    tenant_id: c.tenant_id.trim().to_owned(),
+                    client_id: c.client_id.trim().to_owned(),
+                    secret,
+                },
+            )
+        }
+        ACCESS_TOKEN => {
+            let c: AccessTokenConfig = typed(config)?;
+            (
+                c.common,
+                Credentials::Tokens {
+                    arm: c.token,
+                    kubernetes: c.kubernetes_token,
+                },
+            )
+        }
+        IMPLICIT => {
+            let c: ImplicitConfig = typed(config)?;
+            let credentials = Credentials::Implicit;
+            let mut common = c.common;
+            if common.subscription_id.is_none() {
+                common.subscription_id = env.subscription_id.clone();
+            }
+            (common, credentials)
+        }
+        other => return Err(invalid(&format!("unknown auth method `{other}`"))),
+    };
+    let subscription_id = common
+        .subscription_id
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or(AzureError::MissingSubscription)?;
+    check_id("subscription_id", &subscription_id, method)?;
+    let resource_group = common
+        .resource_group
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty());
+    if let Some(group) = &resource_group
+        && !crate::aks::is_resource_group(group)
+    {
+        return Err(invalid(&format!(
+            "`resource_group` `{group}` is not a resource group name (1-90 letters, digits, `-`, `_`, `.`, `(`, `)`, not ending in `.`)"
+        )));
+    }
+    let ca_certificates = match common.ca_certificate.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(pem) => {
+            let certs = crate::aks::pem_certificates(pem);
+            if certs.is_empty() {
+                return Err(invalid(
+                    "`ca_certificate` holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
+            Some(certs)
+        }
+    };
+    let url = |field: &str, value: Option<String>, default: &str| -> AResult<String> {
+        let value = value
+            .map(|v| v.trim().trim_end_matches('/').to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned());
+        if !(value.starts_with("https://") || value.starts_with("http://")) {
+            return Err(invalid(&format!(
+                "`{field}` must be an http(s) URL, got `{value}`"
+            )));
+        }
+        Ok(value)
+    };
+    Ok(Parsed {
+        subscription_id,
+        resource_group,
+        authority_host: url(
+            "authority_host",
+            common.authority_host,
+            DEFAULT_AUTHORITY_HOST,
+        )?,
+        management_endpoint: url(
+            "management_endpoint",
+            common.management_endpoint,
+            DEFAULT_MANAGEMENT_ENDPOINT,
+        )?,
+        management_scope: common
+            .management_scope
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_MANAGEMENT_SCOPE.to_owned()),
+        use_admin_credentials: common.use_admin_credentials,
+        ca_certificates,
+        credentials,
+    })
+}
+
+/// Tenant, client and subscription ids: GUIDs, or (tenants) domain names.
+fn check_id(field: &str, value: &str, method: &str) -> AResult<()> {
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(AzureError::InvalidConfig {
+            method: method.to_owned(),
+            reason: format!(
+                "`{field}` must be a GUID (or, for tenants, a domain such as contoso.onmicrosoft.com)"
+            ),
+        })
+    }
+}
+
+/// Deserializes the values and secrets of `config` as `T`, refusing keys that are not in
+/// `T`'s schema.
+fn typed<T: DeserializeOwned + JsonSchema>(config: &ConnectorConfig) -> AResult<T> {
+    use secrecy::ExposeSecret;
+    let method = config.auth_method.clone();
+    let schema = schema_of::<T>();
+    let known: Vec<&str> = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut object = serde_json::Map::new();
+    for (key, value) in &config.values {
+        object.insert(key.clone(), value.clone());
+    }
+    for (key, value) in &config.secrets {
+        object.insert(
+            key.clone(),
+            serde_json::Value::String(value.expose_secret().to_owned()),
+        );
+    }
+    if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(AzureError::InvalidConfig {
+            method,
+            reason: format!(
+                "unknown field `{unknown}`; expected one of: {}",
+                known.join(", ")
+            ),
+        });
+    }
+    // The error names the field but never echoes a value (values may be secrets).
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        let reason = e.to_string();
+        let reason = reason
+            .split(" at line")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        AzureError::InvalidConfig {
+            method,
+            reason: if reason.starts_with("missing field") {
+                reason
+            } else {
+                "a field has the wrong type".to_owned()
+            },
+        }
+    })
+}

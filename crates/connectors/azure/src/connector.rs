@@ -1,0 +1,607 @@
+//! The `azure` connector type and its connectors.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::Full;
+use jiff::Timestamp;
+use secrecy::ExposeSecret as _;
+use stepstack_core::connector::{
+    AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, KUBERNETES_CLUSTER, ResourceRequest,
+    ResourceTypeSpec, ResourceVerifier, ResourcesReport, find_auth_method, verify_resources,
+};
+use stepstack_core::{
+    BearerToken, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind, Result,
+    ServiceConnector, TokenSource,
+};
+
+use crate::aks::{self, AksIds, ClusterList, ClusterRef, CredentialResults, ManagedCluster};
+use crate::auth::{self, AKS_SERVER_APP_SCOPE, AccessToken, AzureAuth, HttpClient};
+use crate::config::{
+    self, ACCESS_TOKEN, ARM_API_VERSION, AccessTokenConfig, Credentials, IMPLICIT, ImplicitConfig,
+    Parsed, SERVICE_PRINCIPAL, ServicePrincipalConfig,
+};
+use crate::environment::AzureEnvironment;
+use crate::error::{AResult, AzureError};
+
+/// The connector type id.
+pub const CONNECTOR_TYPE: &str = "azure";
+
+/// The longest list of pages followed through `nextLink`.
+const MAX_PAGES: usize = 100;
+
+/// The description of the `azure` connector type.
+pub fn connector_type_spec() -> ConnectorTypeSpec {
+    ConnectorTypeSpec::new(
+        "Azure Service Connector",
+        CONNECTOR_TYPE,
+        "Lists the AKS clusters of an Azure subscription and connects to them with Microsoft Entra ID tokens for the AKS server application (so clusters with local accounts disabled work); admin credentials only when asked for.",
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "Azure Service Principal",
+            SERVICE_PRINCIPAL,
+            "An Entra ID application (tenant id, client id) with a client secret; tokens come from the OAuth2 client-credentials grant and renew themselves.",
+            config::schema_of::<ServicePrincipalConfig>(),
+        )
+        .with_secret_fields(["client_secret", "client_certificate"]),
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "Azure Access Token",
+            ACCESS_TOKEN,
+            "Given tokens (`az account get-access-token`): one for Azure Resource Manager and, to reach clusters with Entra ID, one for the AKS server application; they expire at the connector's `expires_at` and are not renewed.",
+            config::schema_of::<AccessTokenConfig>(),
+        )
+        .with_secret_fields(["token", "kubernetes_token"]),
+    )
+    .with_auth_method(
+        AuthMethodSpec::new(
+            "Azure Implicit Authentication",
+            IMPLICIT,
+            "The process's AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (managed identity and the Azure CLI are not supported yet).",
+            config::schema_of::<ImplicitConfig>(),
+        )
+        .implicit(),
+    )
+    .with_resource_type(ResourceTypeSpec::new(
+        "AKS Kubernetes cluster",
+        KUBERNETES_CLUSTER,
+        "An AKS cluster of the subscription, identified by its name, or by `resource-group/name` when two resource groups hold clusters of the same name.",
+        [SERVICE_PRINCIPAL, ACCESS_TOKEN, IMPLICIT],
+        true,
+    ))
+}
+
+/// The `azure` connector type: builds [`AzureConnector`]s.
+#[derive(Debug, Clone)]
+pub struct AzureConnectorFlavor {
+    spec: ConnectorTypeSpec,
+    environment: Arc<AzureEnvironment>,
+}
+
+impl AzureConnectorFlavor {
+    /// The connector type reading this process's environment.
+    pub fn new() -> Self {
+        Self::with_environment(AzureEnvironment::from_process())
+    }
+
+    /// The connector type reading `environment` instead of the process's.
+    pub fn with_environment(environment: AzureEnvironment) -> Self {
+        AzureConnectorFlavor {
+            spec: connector_type_spec(),
+            environment: Arc::new(environment),
+        }
+    }
+
+    /// Builds a connector as its concrete type.
+    pub fn build_connector(&self, config: ConnectorConfig) -> Result<AzureConnector> {
+        let name = config.name.clone();
+        find_auth_method(&self.spec, &config.auth_method)
+            .map_err(|e| e.with_context("connector", name.clone()))?;
+        let scope = ConnectorScope::new(&self.spec, config, &AksIds)?;
+        let parsed =
+            config::parse(scope.config(), &self.environment).map_err(|e| e.into_core(&name))?;
+        let http =
+            auth::http_client(parsed.ca_certificates.as_deref()).map_err(|e| e.into_core(&name))?;
+        let auth = AzureAuth::new(
+            http,
+            parsed.clone(),
+            scope.config().expires_at,
+            self.environment.clone(),
+        );
+        Ok(AzureConnector {
+            scope,
+            parsed,
+            auth: Arc::new(auth),
+            environment: self.environment.clone(),
+        })
+    }
+}
+
+impl Default for AzureConnectorFlavor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl ConnectorFlavor for AzureConnectorFlavor {
+    fn connector_type(&self) -> &ConnectorTypeSpec {
+        &self.spec
+    }
+
+    fn build(&self, config: ConnectorConfig) -> Result<Arc<dyn ServiceConnector>> {
+        Ok(Arc::new(self.build_connector(config)?))
+    }
+}
+
+/// A connector to the AKS clusters of one subscription.
+#[derive(Debug)]
+pub struct AzureConnector {
+    scope: ConnectorScope,
+    parsed: Parsed,
+    auth: Arc<AzureAuth>,
+    environment: Arc<AzureEnvironment>,
+}
+
+impl AzureConnector {
+    /// The subscription whose clusters this connector lists.
+    pub fn subscription_id(&self) -> &str {
+        &self.parsed.subscription_id
+    }
+
+    /// The resource group the connector is limited to, if any.
+    pub fn resource_group(&self) -> Option<&str> {
+        self.parsed.resource_group.as_deref()
+    }
+
+    fn name(&self) -> &str {
+        self.scope.name()
+    }
+
+    fn core_error(&self, error: AzureError) -> Error {
+        error
+            .into_core(self.name())
+            .with_context("subscription", self.subscription_id().to_owned())
+    }
+
+    /// The checks every use of the credentials starts with.
+    fn authorize(&self, resource_type: &str, resource_id: Option<&str>) -> Result<String> {
+        let resolved = self
+            .scope
+            .resolve(&AksIds, ResourceRequest::one(resource_type, resource_id))?;
+        self.environment
+            .implicit_auth
+            .check(self.name(), self.scope.auth_method())?;
+        self.scope.check_not_expired(Timestamp::now())?;
+        resolved.resource_id.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidSettings,
+                format!(
+                    "connector `{}` reaches several AKS clusters; say which one with a resource id",
+                    self.name()
+                ),
+            )
+        })
+    }
+
+    fn http(&self) -> &HttpClient {
+        self.auth.http()
+    }
+
+    /// The ARM URL of `path` (below the subscription) with the api-version.
+    fn arm_url(&self, path: &str) -> String {
+        format!(
+            "{}/subscriptions/{}{path}?api-version={ARM_API_VERSION}",
+            self.parsed.management_endpoint,
+            self.subscription_id()
+        )
+    }
+
+    /// A call to ARM with the cached token; on 401 once more with a new one.
+    async fn arm_call(&self, method: http::Method, url: &str) -> AResult<auth::HttpResponse> {
+        let scope = self.parsed.management_scope.clone();
+        let mut retried = false;
+        loop {
+            let token = self.auth.current(&scope).await?;
+            let request = http::Request::builder()
+                .method(method.clone())
+                .uri(url)
+                .header(
+                    http::header::AUTHORIZATION,
+                    auth::bearer_header(&token.value)?,
+                )
+                .header(http::header::ACCEPT, "application/json")
+                .header(http::header::CONTENT_LENGTH, "0")
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| AzureError::Unreachable {
+                    endpoint: url.to_owned(),
+                    reason: format!("invalid URL: {e}"),
+                })?;
+            let response = auth::send(self.http(), request, url).await?;
+            if response.status == 401 && !retried && !self.auth.tokens_are_given() {
+                tracing::debug!(connector = %self.name(), "ARM rejected the access token; fetching a new one");
+                self.auth.invalidate(&scope).await;
+                retried = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    fn arm_error(&self, response: &auth::HttpResponse, action: &'static str) -> AzureError {
+        let subscription = self.subscription_id().to_owned();
+        let (code, message) = response.arm_error();
+        match response.status {
+            401 => AzureError::ArmUnauthenticated {
+                subscription,
+                code,
+                message,
+            },
+            403 => AzureError::ArmDenied {
+                subscription,
+                action,
+                code,
+                message,
+            },
+            status => AzureError::Arm {
+                subscription,
+                status,
+                code,
+                message,
+            },
+        }
+    }
+
+    /// Every cluster the connector may use: the subscription's, or its resource group's.
+    async fn list_clusters(&self) -> AResult<Vec<ManagedCluster>> {
+        let path = match &self.parsed.resource_group {
+            Some(group) => {
+                format!(
+                    "/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters"
+                )
+            }
+            None => "/providers/Microsoft.ContainerService/managedClusters".to_owned(),
+        };
+        let mut url = self.arm_url(&path);
+        let mut clusters = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let response = self.arm_call(http::Method::GET, &url).await?;
+            if response.status != 200 {
+                return Err(self.arm_error(&response, "list AKS clusters"));
+            }
+            let page: ClusterList = response.json(&url)?;
+            clusters.extend(page.value);
+            match page.next_link.filter(|l| !l.is_empty()) {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        Ok(clusters)
+    }
+
+    /// The cluster `id` names: `resource-group/name` (or a bare name with a configured
+    /// resource group) is fetched directly; otherwise a bare name must be unique.
+    async fn find_cluster(&self, id: &str) -> AResult<ManagedCluster> {
+        let cluster = ClusterRef::parse(id)?;
+        let subscription = self.subscription_id().to_owned();
+        if let (Some(group), Some(configured)) =
+            (&cluster.resource_group, &self.parsed.resource_group)
+            && !group.eq_ignore_ascii_case(configured)
+        {
+            return Err(AzureError::OutsideResourceGroup {
+                cluster: cluster.name,
+                group: group.clone(),
+                configured: configured.clone(),
+            });
+        }
+        if let Some(group) = cluster
+            .resource_group
+            .as_ref()
+            .or(self.parsed.resource_group.as_ref())
+        {
+            let url = self.arm_url(&format!(
+                "/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{}",
+                cluster.name
+            ));
+            let response = self.arm_call(http::Method::GET, &url).await?;
+            return match response.status {
+                200 => response.json(&url),
+                404 => Err(AzureError::ClusterNotFound {
+                    cluster: cluster.name.clone(),
+                    where_: format!("resource group `{group}`"),
+                    subscription,
+                    available: String::new(),
+                }),
+                _ => Err(self.arm_error(&response, "read AKS clusters")),
+            };
+        }
+        let all = self.list_clusters().await?;
+        let mut matching: Vec<ManagedCluster> = all
+            .iter()
+            .filter(|c| c.name == cluster.name)
+            .cloned()
+            .collect();
+        match matching.len() {
+            1 => Ok(matching.remove(0)),
+            0 => Err(AzureError::ClusterNotFound {
+                cluster: cluster.name.clone(),
+                where_: "any resource group".to_owned(),
+                subscription,
+                available: if all.is_empty() {
+                    "; the subscription has no AKS clusters this identity can see".to_owned()
+                } else {
+                    format!("; clusters found: {}", aks::listing_ids(&all).join(", "))
+                },
+            }),
+            _ => {
+                let mut groups: Vec<String> = matching
+                    .iter()
+                    .map(ManagedCluster::resource_group)
+                    .collect();
+                groups.sort();
+                Err(AzureError::AmbiguousCluster {
+                    example: format!("{}/{}", groups[0], cluster.name),
+                    cluster: cluster.name,
+                    subscription,
+                    groups: groups.join(", "),
+                })
+            }
+        }
+    }
+
+    /// `POST …/managedClusters/{name}/{action}`: a credential kubeconfig.
+    async fn credentials(
+        &self,
+        cluster: &ManagedCluster,
+        action: &str,
+        which: &'static str,
+    ) -> AResult<kube::config::Kubeconfig> {
+        let url = self.arm_url(&format!(
+            "/resourceGroups/{}/providers/Microsoft.ContainerService/managedClusters/{}/{action}",
+            cluster.resource_group(),
+            cluster.name
+        ));
+        let response = self.arm_call(http::Method::POST, &url).await?;
+        if response.status == 403 && which == "admin" {
+            let (_, message) = response.arm_error();
+            return Err(AzureError::AdminCredentialsDisabled {
+                cluster: cluster.name.clone(),
+                message,
+            });
+        }
+        if response.status != 200 {
+            return Err(self.arm_error(&response, "read AKS cluster credentials"));
+        }
+        let results: CredentialResults = response.json(&url)?;
+        aks::decode_kubeconfig(results, &cluster.name, which)
+    }
+
+    /// The connection to `cluster`.
+    async fn connection_for(&self, cluster: &ManagedCluster) -> AResult<ClusterConnection> {
+        if self.parsed.use_admin_credentials {
+            let kubeconfig = self
+                .credentials(cluster, "listClusterAdminCredential", "admin")
+                .await?;
+            let config = kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(|_| AzureError::BadKubeconfig {
+                cluster: cluster.name.clone(),
+                which: "admin",
+                reason: "kube cannot build a client configuration from it".to_owned(),
+            })?;
+            tracing::debug!(connector = %self.name(), cluster = %cluster.name, "connecting to an AKS cluster with admin credentials");
+            return Ok(ClusterConnection::new(config));
+        }
+        if let Credentials::Tokens {
+            kubernetes: None, ..
+        } = &self.parsed.credentials
+        {
+            return Err(AzureError::NoKubernetesToken {
+                scope: AKS_SERVER_APP_SCOPE.to_owned(),
+                app: auth::AKS_SERVER_APP_ID.to_owned(),
+            });
+        }
+        // The user kubeconfig gives the server and CA; its exec (kubelogin) user is not used.
+        let kubeconfig = self
+            .credentials(cluster, "listClusterUserCredential", "user")
+            .await?;
+        let (server, ca) = aks::server_and_ca(&kubeconfig, &cluster.name)?;
+        let url: http::Uri = server.parse().map_err(|_| AzureError::BadKubeconfig {
+            cluster: cluster.name.clone(),
+            which: "user",
+            reason: format!("its server `{server}` is not a URL"),
+        })?;
+        let mut config = kube::Config::new(url);
+        if let Some(ca) = &ca {
+            let certs = aks::pem_certificates(ca);
+            if certs.is_empty() {
+                return Err(AzureError::BadKubeconfig {
+                    cluster: cluster.name.clone(),
+                    which: "user",
+                    reason: "its CA holds no PEM certificate".to_owned(),
+                });
+            }
+            config.root_cert = Some(certs);
+        }
+        tracing::debug!(connector = %self.name(), cluster = %cluster.name, location = %cluster.location, local_accounts_disabled = ?cluster.properties.disable_local_accounts, %server, "connecting to an AKS cluster with an Entra ID token");
+        if self.auth.tokens_are_given() {
+            // A given token cannot be renewed: the connection expires with it.
+            let token = self.auth.fetch(AKS_SERVER_APP_SCOPE).await?;
+            config.auth_info.token = Some(token.value);
+            return Ok(
+                ClusterConnection::new(config).with_expires_at(self.scope.config().expires_at)
+            );
+        }
+        let current = self.auth.current(AKS_SERVER_APP_SCOPE).await?;
+        Ok(ClusterConnection::new(config)
+            .with_token_source(Arc::new(EntraTokenSource {
+                auth: self.auth.clone(),
+                connector: self.name().to_owned(),
+                subscription: self.subscription_id().to_owned(),
+            }))
+            .with_expires_at(current.expires_at))
+    }
+
+    /// Writes a kubeconfig context for cluster `id` with a current Entra ID token.
+    async fn login(&self, id: &str) -> AResult<String> {
+        let path = self
+            .environment
+            .login_kubeconfig_path()
+            .ok_or(AzureError::NoLoginPath)?;
+        let cluster = self.find_cluster(id).await?;
+        let kubeconfig = self
+            .credentials(&cluster, "listClusterUserCredential", "user")
+            .await?;
+        let (server, ca) = aks::server_and_ca(&kubeconfig, &cluster.name)?;
+        let token: AccessToken = self.auth.current(AKS_SERVER_APP_SCOPE).await?;
+        let context = format!("aks_{}_{}", cluster.resource_group(), cluster.name);
+        use base64::Engine as _;
+        let ca = ca.map(|pem| base64::engine::general_purpose::STANDARD.encode(pem));
+        let entries = stepstack_core::connector::kubeconfig::token_login(
+            &context,
+            &server,
+            ca,
+            token.value.clone(),
+        );
+        let write_path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            stepstack_core::connector::kubeconfig::write_login(&write_path, entries)
+        })
+        .await
+        .map_err(|e| AzureError::WriteKubeconfig {
+            path: path.clone(),
+            reason: format!("the writer panicked: {e}"),
+        })?
+        .map_err(|e| AzureError::WriteKubeconfig {
+            path: e.path,
+            reason: e.reason,
+        })?;
+        tracing::info!(connector = %self.name(), %context, path = %path.display(), "updated the local kubeconfig");
+        let expiry = token
+            .expires_at
+            .map(|t| format!("; its Entra ID token expires at {t}, log in again then"))
+            .unwrap_or_default();
+        Ok(format!(
+            "updated the kubeconfig {} with AKS cluster `{}` in resource group `{}`; the current context is now `{context}`{expiry}",
+            path.display(),
+            cluster.name,
+            cluster.resource_group()
+        ))
+    }
+}
+
+/// Fresh Entra ID tokens for the AKS server application, for a cluster connection.
+#[derive(Debug)]
+struct EntraTokenSource {
+    auth: Arc<AzureAuth>,
+    connector: String,
+    subscription: String,
+}
+
+#[async_trait]
+impl TokenSource for EntraTokenSource {
+    async fn token(&self) -> Result<BearerToken> {
+        let token = self.auth.fetch(AKS_SERVER_APP_SCOPE).await.map_err(|e| {
+            e.into_core(&self.connector)
+                .with_context("subscription", self.subscription.clone())
+        })?;
+        Ok(BearerToken::new(
+            token.value.expose_secret().to_owned(),
+            token.expires_at,
+        ))
+    }
+}
+
+#[async_trait]
+impl ResourceVerifier for AzureConnector {
+    async fn verify_resource(
+        &self,
+        resource_type: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.environment
+            .implicit_auth
+            .check(self.name(), self.scope.auth_method())?;
+        let result = match (resource_type, resource_id) {
+            (None, _) => self
+                .auth
+                .current(&self.parsed.management_scope)
+                .await
+                .map(|_| Vec::new()),
+            (Some(_), None) => self
+                .list_clusters()
+                .await
+                .map(|clusters| aks::listing_ids(&clusters)),
+            (Some(_), Some(id)) => self.find_cluster(id).await.map(|_| vec![id.to_owned()]),
+        };
+        result.map_err(|e| {
+            let error = self.core_error(e);
+            if error.kind() == ErrorKind::NotFound {
+                // As ZenML: a cluster that is not listed is "not found or not accessible".
+                Error::new(ErrorKind::PermissionDenied, error.message().to_owned())
+                    .with_context("connector", self.name().to_owned())
+                    .with_context("subscription", self.subscription_id().to_owned())
+            } else {
+                error
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl ServiceConnector for AzureConnector {
+    fn connector_type(&self) -> &ConnectorTypeSpec {
+        self.scope.spec()
+    }
+
+    fn config(&self) -> &ConnectorConfig {
+        self.scope.config()
+    }
+
+    async fn verify(
+        &self,
+        resource_type: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> Result<ResourcesReport> {
+        verify_resources(
+            &self.scope,
+            &AksIds,
+            self,
+            resource_type,
+            resource_id,
+            Timestamp::now(),
+        )
+        .await
+    }
+
+    async fn connect(
+        &self,
+        resource_type: &str,
+        resource_id: Option<&str>,
+    ) -> Result<ClusterConnection> {
+        let id = self.authorize(resource_type, resource_id)?;
+        let cluster = self
+            .find_cluster(&id)
+            .await
+            .map_err(|e| self.core_error(e))?;
+        self.connection_for(&cluster).await.map_err(|e| {
+            self.core_error(e)
+                .with_context("cluster", cluster.name.clone())
+        })
+    }
+
+    async fn configure_local_client(
+        &self,
+        resource_type: &str,
+        resource_id: Option<&str>,
+    ) -> Result<String> {
+        let id = self.authorize(resource_type, resource_id)?;
+        self.login(&id).await.map_err(|e| self.core_error(e))
+    }
+}

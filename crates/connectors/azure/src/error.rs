@@ -1,0 +1,181 @@
+//! The connector's own errors, mapped into `stepstack_core::Error` at the trait boundary.
+//! No variant carries a secret value (client secrets, access tokens, kubeconfigs).
+
+use std::path::PathBuf;
+
+use stepstack_core::{Error, ErrorKind};
+
+/// What can go wrong in the Azure connector.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AzureError {
+    #[error("the configuration of auth method `{method}` is invalid: {reason}")]
+    InvalidConfig { method: String, reason: String },
+
+    #[error(
+        "no subscription id: set `subscription_id` in the connector configuration (or AZURE_SUBSCRIPTION_ID for the implicit method)"
+    )]
+    MissingSubscription,
+
+    #[error(
+        "Microsoft Entra ID ({endpoint}) refused the client-credentials grant of `{client_id}` in tenant `{tenant}` for scope `{scope}`: {reason}; check the tenant id, client id and client secret (the secret's value, not its id) and that the secret has not expired"
+    )]
+    TokenRejected {
+        endpoint: String,
+        tenant: String,
+        client_id: String,
+        scope: String,
+        /// The OAuth2 `error` and the first sentence of the AADSTS description.
+        reason: String,
+    },
+
+    #[error("could not reach {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+
+    #[error("{endpoint} answered with an unexpected response (HTTP {status}): {reason}")]
+    BadResponse {
+        endpoint: String,
+        status: u16,
+        reason: String,
+    },
+
+    #[error(
+        "Azure Resource Manager rejected the access token for subscription `{subscription}` (HTTP 401, {code}): {message}"
+    )]
+    ArmUnauthenticated {
+        subscription: String,
+        code: String,
+        message: String,
+    },
+
+    #[error(
+        "the identity may not {action} in subscription `{subscription}` (HTTP 403, {code}): {message}; grant it the `Azure Kubernetes Service Cluster User Role` (and Reader) on the cluster or its resource group"
+    )]
+    ArmDenied {
+        subscription: String,
+        action: &'static str,
+        code: String,
+        message: String,
+    },
+
+    #[error(
+        "Azure Resource Manager failed for subscription `{subscription}` (HTTP {status}, {code}): {message}"
+    )]
+    Arm {
+        subscription: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+
+    #[error(
+        "AKS cluster `{cluster}` not found or not accessible in {where_} of subscription `{subscription}`{available}"
+    )]
+    ClusterNotFound {
+        cluster: String,
+        where_: String,
+        subscription: String,
+        available: String,
+    },
+
+    #[error(
+        "the AKS cluster name `{cluster}` is ambiguous in subscription `{subscription}`: it exists in resource groups {groups}; name one as `resource-group/name`, e.g. `{example}`"
+    )]
+    AmbiguousCluster {
+        cluster: String,
+        subscription: String,
+        groups: String,
+        example: String,
+    },
+
+    #[error(
+        "`{id}` is not an AKS cluster id: give the cluster name (`my-cluster`) or `resource-group/name` (`my-rg/my-cluster`)"
+    )]
+    InvalidResourceId { id: String },
+
+    #[error(
+        "AKS cluster `{cluster}` belongs to resource group `{group}`, but the connector is limited to resource group `{configured}`"
+    )]
+    OutsideResourceGroup {
+        cluster: String,
+        group: String,
+        configured: String,
+    },
+
+    #[error("the {which} kubeconfig of AKS cluster `{cluster}` cannot be used: {reason}")]
+    BadKubeconfig {
+        cluster: String,
+        which: &'static str,
+        reason: String,
+    },
+
+    #[error(
+        "AKS cluster `{cluster}` refuses admin credentials (HTTP 403): {message}; its local accounts are disabled, so unset `use_admin_credentials` to connect with an Entra ID token"
+    )]
+    AdminCredentialsDisabled { cluster: String, message: String },
+
+    #[error(
+        "auth method `access-token` has no token for the AKS server application (scope `{scope}`), which AKS clusters need; set the `kubernetes_token` secret (`az account get-access-token --resource {app}`) or use `service-principal`"
+    )]
+    NoKubernetesToken { scope: String, app: String },
+
+    #[error(
+        "the implicit method found no Azure credentials in the environment: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (managed identity and the Azure CLI are not supported yet)"
+    )]
+    NoCredentials,
+
+    #[error("could not update the kubeconfig {}: {reason}", path.display())]
+    WriteKubeconfig { path: PathBuf, reason: String },
+
+    #[error("no kubeconfig path to write to; set KUBECONFIG or HOME")]
+    NoLoginPath,
+
+    #[error("{what} is not supported by this build of the `azure` connector; {hint}")]
+    Unsupported { what: String, hint: &'static str },
+}
+
+impl AzureError {
+    pub(crate) fn kind(&self) -> ErrorKind {
+        use AzureError::*;
+        match self {
+            InvalidConfig { .. }
+            | MissingSubscription
+            | InvalidResourceId { .. }
+            | AmbiguousCluster { .. }
+            | NoKubernetesToken { .. }
+            | NoLoginPath => ErrorKind::InvalidSettings,
+            TokenRejected { .. } | ArmUnauthenticated { .. } => ErrorKind::Unauthenticated,
+            ArmDenied { .. } | AdminCredentialsDisabled { .. } | OutsideResourceGroup { .. } => {
+                ErrorKind::PermissionDenied
+            }
+            Unreachable { .. } => ErrorKind::Unavailable,
+            Arm { status, .. } | BadResponse { status, .. } if *status >= 500 => {
+                ErrorKind::Unavailable
+            }
+            Arm { .. } | BadResponse { .. } | BadKubeconfig { .. } | WriteKubeconfig { .. } => {
+                ErrorKind::Internal
+            }
+            ClusterNotFound { .. } | NoCredentials => ErrorKind::NotFound,
+            Unsupported { .. } => ErrorKind::Unsupported,
+        }
+    }
+
+    /// The core error, naming the connector (and the cluster when known).
+    pub(crate) fn into_core(self, connector: &str) -> Error {
+        let mut error = Error::new(self.kind(), self.to_string())
+            .with_context("connector", connector.to_owned());
+        match &self {
+            AzureError::ClusterNotFound { cluster, .. }
+            | AzureError::AmbiguousCluster { cluster, .. }
+            | AzureError::BadKubeconfig { cluster, .. }
+            | AzureError::AdminCredentialsDisabled { cluster, .. }
+            | AzureError::OutsideResourceGroup { cluster, .. } => {
+                error = error.with_context("cluster", cluster.clone());
+            }
+            _ => {}
+        }
+        error
+    }
+}
+
+/// Shorthand for this crate's fallible results.
+pub(crate) type AResult<T> = Result<T, AzureError>;

@@ -1,0 +1,238 @@
+//! Each auth method obtains its tokens through its real HTTP path; bad credentials give
+//! clear errors without secrets; expired tokens are refreshed; admin credentials only
+//! when configured, and refused on clusters with local accounts disabled.
+
+use stepstack_connector_azure::{AzureConnectorFlavor, AzureEnvironment};
+use stepstack_core::connector::KUBERNETES_CLUSTER;
+use stepstack_core::{ConnectorConfig, ErrorKind, ServiceConnector};
+use stepstack_testkit::cloud::azure::{AKS_SCOPE, ARM_SCOPE, CLUSTER_ADMIN_USER, FakeAksCluster};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_service_principal_gets_arm_and_aks_tokens_from_entra_id() {
+    let env = env().await;
+    env.allow_on_cluster(SP);
+    let connector = build(env.service_principal("sp", SP));
+    assert_works(&connector).await;
+    assert!(env.fake.issued_tokens(ARM_SCOPE) >= 1);
+    assert!(env.fake.issued_tokens(AKS_SCOPE) >= 1);
+    assert!(env.fake.count("listClusterUserCredential") >= 1);
+    assert_eq!(env.fake.count("listClusterAdminCredential"), 0);
+    let debug = format!("{connector:?}");
+    let config = env.service_principal("sp2", SP);
+    let secret = config.secret("client_secret").unwrap();
+    use secrecy::ExposeSecret as _;
+    assert!(!debug.contains(secret.expose_secret()));
+}
+
+#[tokio::test]
+async fn bad_service_principal_credentials_give_aadsts_errors_without_secrets() {
+    let env = env().await;
+    env.fake.add_service_principal(SP);
+    let wrong = env.endpoints(
+        ConnectorConfig::new("bad", "azure", "service-principal")
+            .with_value("tenant_id", env.fake.tenant_id())
+            .with_value("client_id", SP)
+            .with_secret("client_secret", "not-the-secret"),
+    );
+    let err = build(wrong)
+        .connect(KUBERNETES_CLUSTER, Some("prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert!(
+        err.message().contains("AADSTS7000215") && err.message().contains(SP),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("not-the-secret"), "{err}");
+
+    let other_tenant = env
+        .service_principal("tenant", SP)
+        .with_value("tenant_id", "contoso.onmicrosoft.com");
+    let err = build(other_tenant)
+        .connect(KUBERNETES_CLUSTER, Some("prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert!(err.message().contains("AADSTS90002"), "{err}");
+
+    let cert = env
+        .service_principal("cert", SP)
+        .with_secret("client_certificate", "-----BEGIN CERTIFICATE-----");
+    let err = flavor().build_connector(cert).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("client_secret"), "{err}");
+
+    let missing = ConnectorConfig::new("x", "azure", "service-principal")
+        .with_value("client_id", SP)
+        .with_value("subscription_id", env.fake.subscription_id())
+        .with_secret("client_secret", "s");
+    let err = flavor().build_connector(missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidSettings, "{err}");
+    assert!(err.message().contains("tenant_id"), "{err}");
+}
+
+#[tokio::test]
+async fn access_tokens_are_used_as_given_and_expire_with_the_connector() {
+    let env = env().await;
+    env.allow_on_cluster("alice@contoso.com");
+    let (arm, expires_at) = env.fake.issue_token("alice@contoso.com", ARM_SCOPE);
+    let (aks, _) = env.fake.issue_token("alice@contoso.com", AKS_SCOPE);
+    let mut config = env.endpoints(
+        ConnectorConfig::new("tok", "azure", "access-token")
+            .with_secret("token", arm.clone())
+            .with_secret("kubernetes_token", aks),
+    );
+    config.expires_at = Some(expires_at);
+    let connector = build(config);
+    assert_works(&connector).await;
+    let connection = connect(&connector, "prod").await;
+    assert_eq!(connection.expires_at, Some(expires_at));
+    assert_eq!(env.fake.count("token"), 0, "no grant for given tokens");
+
+    // Without the AKS token the clusters are listed but cannot be reached.
+    let mut arm_only = env
+        .endpoints(ConnectorConfig::new("arm", "azure", "access-token").with_secret("token", arm));
+    arm_only.expires_at = Some(expires_at);
+    let connector = build(arm_only);
+    let report = connector
+        .verify(Some(KUBERNETES_CLUSTER), None)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let err = connector
+        .connect(KUBERNETES_CLUSTER, Some("prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidSettings, "{err}");
+    assert!(err.message().contains("kubernetes_token"), "{err}");
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refreshed_for_the_cluster_and_arm() {
+    let env = env().await;
+    env.allow_on_cluster(SP);
+    let connector = build(env.service_principal("long", SP));
+    let client = connect(&connector, "prod").await.into_client().unwrap();
+    namespaces(&client).await.unwrap();
+    let issued = env.fake.issued_tokens(AKS_SCOPE);
+    env.fake.expire_tokens();
+    // The cluster answers 401 to the expired token; the client fetches a new one and retries.
+    namespaces(&client)
+        .await
+        .expect("the request is retried with a fresh token");
+    assert!(env.fake.issued_tokens(AKS_SCOPE) > issued);
+    // The connector's cached ARM token expired too: the ARM call retries once.
+    let arm = env.fake.issued_tokens(ARM_SCOPE);
+    let report = connector
+        .verify(Some(KUBERNETES_CLUSTER), None)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(env.fake.issued_tokens(ARM_SCOPE) > arm);
+
+    // Short-lived tokens are replaced before use.
+    env.fake
+        .set_token_lifetime(std::time::Duration::from_secs(30));
+    let before = env.fake.issued_tokens(AKS_SCOPE);
+    let client = connect(&connector, "prod").await.into_client().unwrap();
+    namespaces(&client).await.unwrap();
+    namespaces(&client).await.unwrap();
+    assert!(env.fake.issued_tokens(AKS_SCOPE) >= before + 2);
+}
+
+#[tokio::test]
+async fn admin_credentials_only_when_configured_and_local_accounts_exist() {
+    let env = env().await;
+    env.fake.add_cluster(FakeAksCluster::for_cluster(
+        "rg-legacy",
+        "legacy",
+        &env.cluster,
+    ));
+    let admin = build(
+        env.service_principal("admin", SP)
+            .with_value("use_admin_credentials", true),
+    );
+    let err = admin
+        .connect(KUBERNETES_CLUSTER, Some("prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.message().contains("local accounts are disabled")
+            && err.message().contains("use_admin_credentials"),
+        "{err}"
+    );
+    // On a cluster with local accounts the admin kubeconfig works (no Entra ID token for
+    // the cluster, and the service principal has no rules there).
+    let client = connect(&admin, "legacy").await.into_client().unwrap();
+    namespaces(&client).await.unwrap();
+    assert_eq!(env.fake.issued_tokens(AKS_SCOPE), 0);
+    assert!(!CLUSTER_ADMIN_USER.is_empty());
+}
+
+#[tokio::test]
+async fn the_implicit_method_is_gated_and_reads_the_azure_variables() {
+    let env = env().await;
+    env.allow_on_cluster(SP);
+    let secret = env.fake.add_service_principal(SP);
+    let config = ConnectorConfig::new("imp", "azure", "implicit")
+        .with_value("authority_host", env.fake.endpoint_url())
+        .with_value("management_endpoint", env.fake.endpoint_url())
+        .with_value("ca_certificate", env.fake.ca_pem());
+    let closed = AzureConnectorFlavor::with_environment(
+        AzureEnvironment::empty()
+            .with_service_principal(env.fake.tenant_id(), SP, secret.clone())
+            .with_subscription(env.fake.subscription_id()),
+    );
+    let err = closed
+        .build_connector(config.clone())
+        .unwrap()
+        .connect(KUBERNETES_CLUSTER, Some("prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+
+    let open = AzureConnectorFlavor::with_environment(
+        AzureEnvironment::empty()
+            .with_implicit_auth(true)
+            .with_service_principal(env.fake.tenant_id(), SP, secret)
+            .with_subscription(env.fake.subscription_id()),
+    );
+    assert_works(&open.build_connector(config.clone()).unwrap()).await;
+
+    let empty = AzureConnectorFlavor::with_environment(
+        AzureEnvironment::empty()
+            .with_implicit_auth(true)
+            .with_subscription(env.fake.subscription_id()),
+    );
+    let err = empty
+        .build_connector(config)
+        .unwrap()
+        .connect(KUBERNETES_CLUSTER, Some("prod"))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("AZURE_CLIENT_SECRET"), "{err}");
+}
+
+#[tokio::test]
+async fn the_fakes_are_https_and_only_the_configured_ca_is_trusted() {
+    let env = env().await;
+    assert!(env.fake.endpoint_url().starts_with("https://"));
+    let mut config = env.service_principal("untrusting", SP);
+    config.values.remove("ca_certificate");
+    let err = build(config)
+        .connect(KUBERNETES_CLUSTER, Some("prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains("could not reach"), "{err}");
+
+    let bad = env
+        .service_principal("bad-ca", SP)
+        .with_value("ca_certificate", "not a certificate");
+    let err = flavor().build_connector(bad).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidSettings, "{err}");
+    assert!(err.message().contains("ca_certificate"), "{err}");
+}
