@@ -22,15 +22,3 @@ fn committed_schemas_are_up_to_date() {
         );
     }
 }
-
-#[test]
-#[ignore = "writes schemas/; run on purpose to regenerate"]
-fn write_schemas() {
-    for (file, schema) in stepstack_settings::schemas() {
-        std::fs::write(
-            schemas_dir().join(file),
-            stepstack_settings::schema::render_schema(&schema),
-        )
-        .unwrap();
-    }
-}
