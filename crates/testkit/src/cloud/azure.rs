@@ -170,7 +170,9 @@ impl FakeAksCluster {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AzureCall {
     /// `token`, `listClusters`, `getCluster`, `listClusterUserCredential`,
-    /// `listClusterAdminCredential`.
+    /// `listClusterAdminCredential`, and `clusterToken` for a bearer token the emulated
+    /// cluster checked through [`FakeAzure::aks_token_validator`] (401 when the fake
+    /// issued it but it expired or is for another scope).
     pub kind: String,
     /// The client id (or, for tokens, the requested scope's principal) when known.
     pub principal: Option<String>,
@@ -367,7 +369,16 @@ impl FakeAzure {
                     ],
                 ));
             }
-            let principal = state.principal_of(token, AKS_SCOPE)?;
+            let Some(principal) = state.principal_of(token, AKS_SCOPE) else {
+                // A token the fake issued but that expired (or has another scope) is
+                // recorded, so tests can see the client had to replace it.
+                let known = state.tokens.read().get(token).map(|t| t.principal.clone());
+                if let Some(principal) = known {
+                    state.record("clusterToken", Some(&principal), Some(401));
+                }
+                return None;
+            };
+            state.record("clusterToken", Some(&principal), None);
             Some(UserInfo::new(
                 principal,
                 vec!["system:authenticated".to_owned()],
@@ -378,6 +389,16 @@ impl FakeAzure {
     /// Every request answered so far.
     pub fn calls(&self) -> Vec<AzureCall> {
         self.state.calls.lock().clone()
+    }
+
+    /// How many requests of `kind` were refused with HTTP `status`.
+    pub fn refused(&self, kind: &str, status: u16) -> usize {
+        self.state
+            .calls
+            .lock()
+            .iter()
+            .filter(|c| c.kind == kind && c.error == Some(status))
+            .count()
     }
 
     /// How many successful requests of `kind` were answered.

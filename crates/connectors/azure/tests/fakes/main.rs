@@ -8,3 +8,4 @@ mod auth_methods;
 mod clusters;
 mod common;
 mod end_to_end;
+mod step;
