@@ -191,6 +191,17 @@ fn next_event_suffix() -> u64 {
     }
 }
 
+/// When a graceful deletion of `grace_seconds` ends, in whole seconds as the API server
+/// writes `deletionTimestamp`.
+fn deletion_deadline(grace_seconds: i64) -> String {
+    let deadline = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(grace_seconds))
+        .unwrap_or(jiff::Timestamp::MAX);
+    jiff::Timestamp::from_second(deadline.as_second())
+        .unwrap_or(deadline)
+        .to_string()
+}
+
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()
 }
@@ -479,6 +490,34 @@ impl Store {
         let _ = self.shared.all.send(ev);
     }
 
+    /// Stores `new` as the next revision of the object at `key` (replacing `old`), stamps
+    /// its resourceVersion, tells the watchers and returns what was stored.
+    fn store_modified(
+        &self,
+        inner: &mut Inner,
+        kind: ResourceKind,
+        key: &Key,
+        mut new: Value,
+        old: Value,
+    ) -> Value {
+        inner.rv += 1;
+        let rv = inner.rv;
+        new["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if let Some(state) = inner.kinds.get_mut(&kind) {
+            state.objects.insert(key.clone(), new.clone());
+        }
+        self.emit(
+            inner,
+            kind,
+            key,
+            WatchEventType::Modified,
+            rv,
+            new.clone(),
+            Some(old),
+        );
+        new
+    }
+
     /// Reads one object (404 NotFound if absent).
     pub fn get(&self, kind: ResourceKind, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
         let key = Self::key(kind, ns, name)?;
@@ -713,34 +752,12 @@ impl Store {
                 return Ok(cur);
             }
             let mut new = cur.clone();
-            let ts = jiff::Timestamp::now()
-                .checked_add(jiff::SignedDuration::from_secs(grace))
-                .map(|t| {
-                    jiff::Timestamp::from_second(t.as_second())
-                        .unwrap_or(t)
-                        .to_string()
-                })
-                .unwrap_or_else(|_| now.clone());
+            let ts = deletion_deadline(grace);
             if existing.is_none() {
                 new["metadata"]["deletionTimestamp"] = json!(ts);
             }
             new["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-            inner.rv += 1;
-            let rv = inner.rv;
-            new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner
-                .kinds
-                .get_mut(&kind)
-                .map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(
-                &mut inner,
-                kind,
-                &key,
-                WatchEventType::Modified,
-                rv,
-                new.clone(),
-                Some(cur),
-            );
+            let new = self.store_modified(&mut inner, kind, &key, new, cur);
             if propagation == Propagation::Orphan {
                 self.orphan_dependents(&mut inner, &new);
             }
@@ -775,22 +792,7 @@ impl Store {
                 new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             }
             new["metadata"]["finalizers"] = Value::Array(finalizers);
-            inner.rv += 1;
-            let rv = inner.rv;
-            new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner
-                .kinds
-                .get_mut(&kind)
-                .map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(
-                &mut inner,
-                kind,
-                &key,
-                WatchEventType::Modified,
-                rv,
-                new.clone(),
-                Some(cur),
-            );
+            let new = self.store_modified(&mut inner, kind, &key, new, cur);
             if propagation == Propagation::Foreground {
                 for (dk, dkey) in self.dependents_locked(&inner, &uid) {
                     self.delete_dependent_locked(&mut inner, dk, &dkey, Propagation::Foreground);
@@ -912,22 +914,7 @@ impl Store {
         if new.pointer("/metadata/deletionTimestamp").is_none() {
             new["metadata"]["deletionTimestamp"] = json!(now);
             new["status"]["phase"] = json!("Terminating");
-            inner.rv += 1;
-            let rv = inner.rv;
-            new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner
-                .kinds
-                .get_mut(&ResourceKind::Namespace)
-                .map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(
-                inner,
-                ResourceKind::Namespace,
-                key,
-                WatchEventType::Modified,
-                rv,
-                new.clone(),
-                Some(cur),
-            );
+            new = self.store_modified(inner, ResourceKind::Namespace, key, new, cur);
         }
         for kind in ResourceKind::ALL.into_iter().filter(|k| k.namespaced()) {
             let keys: Vec<Key> = inner.kinds[&kind]
@@ -994,32 +981,10 @@ impl Store {
             } else {
                 0
             };
-            let ts = jiff::Timestamp::now()
-                .checked_add(jiff::SignedDuration::from_secs(grace))
-                .map(|t| {
-                    jiff::Timestamp::from_second(t.as_second())
-                        .unwrap_or(t)
-                        .to_string()
-                })
-                .unwrap_or_else(|_| now_rfc3339());
+            let ts = deletion_deadline(grace);
             new["metadata"]["deletionTimestamp"] = json!(ts);
             new["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-            inner.rv += 1;
-            let rv = inner.rv;
-            new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner
-                .kinds
-                .get_mut(&kind)
-                .map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(
-                inner,
-                kind,
-                key,
-                WatchEventType::Modified,
-                rv,
-                new,
-                Some(cur),
-            );
+            self.store_modified(inner, kind, key, new, cur);
             return;
         }
         self.remove_locked(inner, kind, key, propagation);
@@ -1062,22 +1027,7 @@ impl Store {
             self.remove_locked(inner, kind, key, Propagation::Background);
         } else {
             new["metadata"]["finalizers"] = Value::Array(rest);
-            inner.rv += 1;
-            let rv = inner.rv;
-            new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner
-                .kinds
-                .get_mut(&kind)
-                .map(|k| k.objects.insert(key.clone(), new.clone()));
-            self.emit(
-                inner,
-                kind,
-                key,
-                WatchEventType::Modified,
-                rv,
-                new,
-                Some(owner),
-            );
+            self.store_modified(inner, kind, key, new, owner);
         }
     }
 
@@ -1099,22 +1049,7 @@ impl Store {
                     m.remove("ownerReferences");
                 }
             }
-            inner.rv += 1;
-            let rv = inner.rv;
-            new["metadata"]["resourceVersion"] = json!(rv.to_string());
-            inner
-                .kinds
-                .get_mut(&dk)
-                .map(|k| k.objects.insert(dkey.clone(), new.clone()));
-            self.emit(
-                inner,
-                dk,
-                &dkey,
-                WatchEventType::Modified,
-                rv,
-                new,
-                Some(cur),
-            );
+            self.store_modified(inner, dk, &dkey, new, cur);
         }
     }
 
