@@ -50,7 +50,7 @@ fn s<'a>(o: &'a Value, ptr: &str) -> &'a str {
     o.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-fn col(name: &str, ty: &str, priority: u8) -> Value {
+fn column_definition(name: &str, ty: &str, priority: u8) -> Value {
     let mut c = json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": "", "priority": priority});
     if priority == 0 {
         c.as_object_mut().map(|m| m.remove("priority"));
@@ -245,45 +245,105 @@ fn count(o: &Value, ptr: &str) -> usize {
         .map_or(0, |m| m.len())
 }
 
-fn columns_and_cells(kind: ResourceKind, o: &Value) -> (Vec<Value>, Vec<Value>) {
+/// A column: name, type, priority (0 shows by default, 1 with `-o wide`).
+type Column = (&'static str, &'static str, u8);
+
+const POD_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Ready", "string", 0),
+    ("Status", "string", 0),
+    ("Restarts", "string", 0),
+    ("Age", "string", 0),
+    ("IP", "string", 1),
+    ("Node", "string", 1),
+    ("Nominated Node", "string", 1),
+    ("Readiness Gates", "string", 1),
+];
+
+const JOB_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Status", "string", 0),
+    ("Completions", "string", 0),
+    ("Duration", "string", 0),
+    ("Age", "string", 0),
+];
+
+const NAMESPACE_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Status", "string", 0),
+    ("Age", "string", 0),
+];
+
+const NODE_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Status", "string", 0),
+    ("Roles", "string", 0),
+    ("Age", "string", 0),
+    ("Version", "string", 0),
+];
+
+const SERVICE_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Type", "string", 0),
+    ("Cluster-IP", "string", 0),
+    ("External-IP", "string", 0),
+    ("Port(s)", "string", 0),
+    ("Age", "string", 0),
+];
+
+const SECRET_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Type", "string", 0),
+    ("Data", "integer", 0),
+    ("Age", "string", 0),
+];
+
+const CONFIG_MAP_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Data", "integer", 0),
+    ("Age", "string", 0),
+];
+
+const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
+    ("Name", "string", 0),
+    ("Secrets", "integer", 0),
+    ("Age", "string", 0),
+];
+
+const EVENT_COLUMNS: &[Column] = &[
+    ("Last Seen", "string", 0),
+    ("Type", "string", 0),
+    ("Reason", "string", 0),
+    ("Object", "string", 0),
+    ("Message", "string", 0),
+];
+
+/// kubectl's default columns for `kind`.
+fn columns(kind: ResourceKind) -> &'static [Column] {
+    match kind {
+        ResourceKind::Pod => POD_COLUMNS,
+        ResourceKind::Job => JOB_COLUMNS,
+        ResourceKind::Namespace => NAMESPACE_COLUMNS,
+        ResourceKind::Node => NODE_COLUMNS,
+        ResourceKind::Service => SERVICE_COLUMNS,
+        ResourceKind::Secret => SECRET_COLUMNS,
+        ResourceKind::ConfigMap => CONFIG_MAP_COLUMNS,
+        ResourceKind::ServiceAccount => SERVICE_ACCOUNT_COLUMNS,
+        ResourceKind::Event => EVENT_COLUMNS,
+    }
+}
+
+/// The cells of `o`'s row, in the order of [`columns`].
+fn cells(kind: ResourceKind, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
     let age = json!(age_of(
         o.pointer("/metadata/creationTimestamp")
             .and_then(Value::as_str)
     ));
     match kind {
-        ResourceKind::Pod => (
-            vec![
-                col("Name", "string", 0),
-                col("Ready", "string", 0),
-                col("Status", "string", 0),
-                col("Restarts", "string", 0),
-                col("Age", "string", 0),
-                col("IP", "string", 1),
-                col("Node", "string", 1),
-                col("Nominated Node", "string", 1),
-                col("Readiness Gates", "string", 1),
-            ],
-            pod_cells(o),
-        ),
-        ResourceKind::Job => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Completions", "string", 0),
-                col("Duration", "string", 0),
-                col("Age", "string", 0),
-            ],
-            job_cells(o),
-        ),
-        ResourceKind::Namespace => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Age", "string", 0),
-            ],
-            vec![name, json!(s(o, "/status/phase")), age],
-        ),
+        ResourceKind::Pod => pod_cells(o),
+        ResourceKind::Job => job_cells(o),
+        ResourceKind::Namespace => vec![name, json!(s(o, "/status/phase")), age],
         ResourceKind::Node => {
             let ready = o
                 .pointer("/status/conditions")
@@ -301,22 +361,13 @@ fn columns_and_cells(kind: ResourceKind, o: &Value) -> (Vec<Value>, Vec<Value>) 
             if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
                 status.push_str(",SchedulingDisabled");
             }
-            (
-                vec![
-                    col("Name", "string", 0),
-                    col("Status", "string", 0),
-                    col("Roles", "string", 0),
-                    col("Age", "string", 0),
-                    col("Version", "string", 0),
-                ],
-                vec![
-                    name,
-                    json!(status),
-                    json!("<none>"),
-                    age,
-                    json!(s(o, "/status/nodeInfo/kubeletVersion")),
-                ],
-            )
+            vec![
+                name,
+                json!(status),
+                json!("<none>"),
+                age,
+                json!(s(o, "/status/nodeInfo/kubeletVersion")),
+            ]
         }
         ResourceKind::Service => {
             let ports = o
@@ -336,62 +387,30 @@ fn columns_and_cells(kind: ResourceKind, o: &Value) -> (Vec<Value>, Vec<Value>) 
                 })
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "<none>".into());
-            (
-                vec![
-                    col("Name", "string", 0),
-                    col("Type", "string", 0),
-                    col("Cluster-IP", "string", 0),
-                    col("External-IP", "string", 0),
-                    col("Port(s)", "string", 0),
-                    col("Age", "string", 0),
-                ],
-                vec![
-                    name,
-                    json!(s(o, "/spec/type")),
-                    json!(s(o, "/spec/clusterIP")),
-                    json!("<none>"),
-                    json!(ports),
-                    age,
-                ],
-            )
+            vec![
+                name,
+                json!(s(o, "/spec/type")),
+                json!(s(o, "/spec/clusterIP")),
+                json!("<none>"),
+                json!(ports),
+                age,
+            ]
         }
-        ResourceKind::Secret => (
-            vec![
-                col("Name", "string", 0),
-                col("Type", "string", 0),
-                col("Data", "integer", 0),
-                col("Age", "string", 0),
-            ],
-            vec![name, json!(s(o, "/type")), json!(count(o, "/data")), age],
-        ),
-        ResourceKind::ConfigMap => (
-            vec![
-                col("Name", "string", 0),
-                col("Data", "integer", 0),
-                col("Age", "string", 0),
-            ],
-            vec![
-                name,
-                json!(count(o, "/data") + count(o, "/binaryData")),
-                age,
-            ],
-        ),
-        ResourceKind::ServiceAccount => (
-            vec![
-                col("Name", "string", 0),
-                col("Secrets", "integer", 0),
-                col("Age", "string", 0),
-            ],
-            vec![
-                name,
-                json!(
-                    o.get("secrets")
-                        .and_then(Value::as_array)
-                        .map_or(0, Vec::len)
-                ),
-                age,
-            ],
-        ),
+        ResourceKind::Secret => vec![name, json!(s(o, "/type")), json!(count(o, "/data")), age],
+        ResourceKind::ConfigMap => vec![
+            name,
+            json!(count(o, "/data") + count(o, "/binaryData")),
+            age,
+        ],
+        ResourceKind::ServiceAccount => vec![
+            name,
+            json!(
+                o.get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            age,
+        ],
         ResourceKind::Event => {
             let last = o
                 .get("lastTimestamp")
@@ -402,22 +421,13 @@ fn columns_and_cells(kind: ResourceKind, o: &Value) -> (Vec<Value>, Vec<Value>) 
                 s(o, "/involvedObject/kind").to_lowercase(),
                 s(o, "/involvedObject/name")
             );
-            (
-                vec![
-                    col("Last Seen", "string", 0),
-                    col("Type", "string", 0),
-                    col("Reason", "string", 0),
-                    col("Object", "string", 0),
-                    col("Message", "string", 0),
-                ],
-                vec![
-                    json!(age_of(last)),
-                    json!(s(o, "/type")),
-                    json!(s(o, "/reason")),
-                    json!(object),
-                    json!(s(o, "/message")),
-                ],
-            )
+            vec![
+                json!(age_of(last)),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(object),
+                json!(s(o, "/message")),
+            ]
         }
     }
 }
@@ -429,13 +439,13 @@ pub(crate) fn table(
     list_meta: Option<Value>,
     _include: Option<&str>,
 ) -> Value {
-    let (columns, _) = columns_and_cells(kind, &json!({}));
+    let columns: Vec<Value> = columns(kind)
+        .iter()
+        .map(|&(name, ty, priority)| column_definition(name, ty, priority))
+        .collect();
     let rows: Vec<Value> = items
         .iter()
-        .map(|o| {
-            let (_, cells) = columns_and_cells(kind, o);
-            json!({"cells": cells, "object": o})
-        })
+        .map(|o| json!({"cells": cells(kind, o), "object": o}))
         .collect();
     let mut meta = list_meta.unwrap_or_else(|| json!({}));
     if meta.get("resourceVersion").is_none()
