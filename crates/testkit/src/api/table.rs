@@ -462,3 +462,50 @@ pub(crate) fn table(
         "rows": rows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_cell_per_column() {
+        for kind in ResourceKind::ALL {
+            let table = table(kind, &[json!({"metadata": {"name": "x"}})], None, None);
+            let columns = table["columnDefinitions"].as_array().unwrap().len();
+            let cells = table["rows"][0]["cells"].as_array().unwrap().len();
+            assert_eq!(cells, columns, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_container_shows_its_reason_and_wide_columns_have_priority_one() {
+        let pod = json!({
+            "metadata": {"name": "trainer-abc", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "main"}], "nodeName": "gpu-1"},
+            "status": {
+                "phase": "Failed",
+                "containerStatuses": [{
+                    "ready": false,
+                    "restartCount": 2,
+                    "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+                }]
+            }
+        });
+        let table = table(ResourceKind::Pod, &[pod], None, None);
+        let names: Vec<&str> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[..5], ["Name", "Ready", "Status", "Restarts", "Age"]);
+        assert_eq!(table["columnDefinitions"][6]["priority"], 1);
+        assert!(table["columnDefinitions"][0].get("priority").is_none());
+        let cells = &table["rows"][0]["cells"];
+        assert_eq!(cells[0], "trainer-abc");
+        assert_eq!(cells[1], "0/1");
+        assert_eq!(cells[2], "OOMKilled");
+        assert_eq!(cells[3], 2);
+        assert_eq!(cells[6], "gpu-1");
+    }
+}
