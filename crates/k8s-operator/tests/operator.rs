@@ -26,11 +26,7 @@ async fn a_step_succeeds_with_every_line_once_and_labels() {
     let step_run_id = launch.step_run_id.clone();
     let run_name = launch.run_name.clone();
     let handle = op.submit(launch).await.unwrap();
-    let follower = {
-        let op = op.clone();
-        let handle = handle.clone();
-        tokio::spawn(async move { read_logs(&op, &handle, true).await })
-    };
+    let follower = spawn_follow(&op, &handle);
     let outcome = op.wait(&handle).await.unwrap();
     assert_eq!(outcome, StepOutcome::Succeeded { attempts: 1 });
     let followed: Vec<String> = follower
@@ -107,11 +103,7 @@ async fn step_failures_follow_the_retry_policy() {
     );
     let step_run_id = launch.step_run_id.clone();
     let handle = op.submit(launch).await.unwrap();
-    let follower = {
-        let op = op.clone();
-        let handle = handle.clone();
-        tokio::spawn(async move { read_logs(&op, &handle, true).await })
-    };
+    let follower = spawn_follow(&op, &handle);
     let outcome = op.wait(&handle).await.unwrap();
     let followed: Vec<String> = follower
         .await
@@ -218,11 +210,7 @@ async fn eviction_is_retried_on_the_infrastructure_budget() {
     );
     let step_run_id = launch.step_run_id.clone();
     let handle = op.submit(launch).await.unwrap();
-    let waiter = {
-        let op = op.clone();
-        let handle = handle.clone();
-        tokio::spawn(async move { op.wait(&handle).await })
-    };
+    let waiter = spawn_wait(&op, &handle);
     let pod = running_pod(&cluster, &step_run_id).await;
     cluster.runtime().evict_pod(NS, &pod).await.unwrap();
     let outcome = waiter.await.unwrap().unwrap();
@@ -242,11 +230,7 @@ async fn a_lost_node_is_node_lost_when_the_budget_is_spent() {
     );
     let step_run_id = launch.step_run_id.clone();
     let handle = op.submit(launch).await.unwrap();
-    let waiter = {
-        let op = op.clone();
-        let handle = handle.clone();
-        tokio::spawn(async move { op.wait(&handle).await })
-    };
+    let waiter = spawn_wait(&op, &handle);
     running_pod(&cluster, &step_run_id).await;
     cluster.runtime().lose_node("node-1").unwrap();
     let outcome = waiter.await.unwrap().unwrap();
@@ -436,11 +420,7 @@ async fn a_token_that_expires_mid_wait_is_refreshed() {
     let launch = launch("p", "long-wait", "sleep 2; echo done", json!({}));
     let step_run_id = launch.step_run_id.clone();
     let handle = op.submit(launch).await.unwrap();
-    let waiter = {
-        let op = op.clone();
-        let handle = handle.clone();
-        tokio::spawn(async move { op.wait(&handle).await })
-    };
+    let waiter = spawn_wait(&op, &handle);
     running_pod(&cluster, &step_run_id).await;
     let first = issuer.issued.lock()[0].clone();
     cluster.faults().expire_token(&first);
@@ -686,11 +666,7 @@ async fn the_watch_relists_after_410_gone_and_keeps_waiters_going() {
     let launch = launch("p", "relisted", "sleep 1; echo done", json!({}));
     let step_run_id = launch.step_run_id.clone();
     let handle = op.submit(launch).await.unwrap();
-    let waiter = {
-        let op = op.clone();
-        let handle = handle.clone();
-        tokio::spawn(async move { op.wait(&handle).await })
-    };
+    let waiter = spawn_wait(&op, &handle);
     running_pod(&cluster, &step_run_id).await;
     let lists_before = cluster.requests().count("list", "jobs");
     // Change something the watches do not see, forget the history and cut the watches:

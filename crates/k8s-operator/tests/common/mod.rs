@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use stepstack_core::{
     ClusterConnection, LogLine, StepHandle, StepLaunch, StepOperator, StepOperatorContext,
+    StepOutcome,
 };
 use stepstack_k8s_operator::KubernetesStepOperator;
 use stepstack_settings::KubernetesStepOperatorConfig;
@@ -124,6 +125,24 @@ fn merge(base: &mut Value, over: Value) {
 pub async fn read_logs(op: &dyn StepOperator, handle: &StepHandle, follow: bool) -> Vec<LogLine> {
     let stream = op.logs(handle, follow).await.expect("logs");
     stream.map(|l| l.expect("log line")).collect().await
+}
+
+/// `wait` for the step in a task of its own, so the test can act on the cluster meanwhile.
+pub fn spawn_wait(
+    op: &KubernetesStepOperator,
+    handle: &StepHandle,
+) -> tokio::task::JoinHandle<stepstack_core::Result<StepOutcome>> {
+    let (op, handle) = (op.clone(), handle.clone());
+    tokio::spawn(async move { op.wait(&handle).await })
+}
+
+/// Follows the step's logs to their end in a task of its own.
+pub fn spawn_follow(
+    op: &KubernetesStepOperator,
+    handle: &StepHandle,
+) -> tokio::task::JoinHandle<Vec<LogLine>> {
+    let (op, handle) = (op.clone(), handle.clone());
+    tokio::spawn(async move { read_logs(&op, &handle, true).await })
 }
 
 /// The Jobs in `ml` (wire JSON) of one step run.
