@@ -4,14 +4,32 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use stepstack_core::ConnectorConfig;
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::error::{EntityKind, Result, StoreError};
+use crate::sealed::SealedValues;
 use crate::util::{self, Labels};
+
+/// A connector's secret configuration values.
+const SECRETS: SealedValues = SealedValues {
+    table: "connector_secrets",
+    owner_column: "connector_id",
+    aad_prefix: "connector",
+};
+
+fn load_secrets(
+    conn: &Connection,
+    keys: &Keyring,
+    connector: &Connector,
+) -> Result<BTreeMap<String, SecretString>> {
+    SECRETS.load(conn, keys, &connector.id.to_string(), |key| {
+        format!("secret `{key}` of service connector `{}`", connector.name)
+    })
+}
 
 /// A stored service connector, without its secret values (see
 /// [`crate::Store::connector_secrets`] and [`crate::Store::connector_config`]).
@@ -258,10 +276,6 @@ pub(crate) fn labels_match(wanted: &Labels, have: &Labels) -> bool {
 
 const KIND: EntityKind = EntityKind::Connector;
 
-fn aad(id: &str, key: &str) -> String {
-    format!("connector/{id}/{key}")
-}
-
 /// The validated, stored form of a connector's fields.
 struct Fields {
     name: String,
@@ -363,26 +377,9 @@ pub(crate) fn create(conn: &Connection, keys: &Keyring, new: NewConnector) -> Re
         ],
     )
     .map_err(|e| util::map_unique(e, KIND, &fields.name))?;
-    write_secrets(conn, keys, &id, &config.secrets)?;
+    SECRETS.write(conn, keys, &id, &config.secrets)?;
     tracing::debug!(connector = %fields.name, %id, "registered a service connector");
     get_by_id(conn, &id)
-}
-
-fn write_secrets(
-    conn: &Connection,
-    keys: &Keyring,
-    id: &str,
-    secrets: &BTreeMap<String, SecretString>,
-) -> Result<()> {
-    for (key, value) in secrets {
-        let sealed = keys.encrypt(conn, &aad(id, key), value.expose_secret().as_bytes())?;
-        conn.execute(
-            "INSERT INTO connector_secrets (connector_id, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (connector_id, key) DO UPDATE SET value = excluded.value",
-            params![id, key, sealed],
-        )?;
-    }
-    Ok(())
 }
 
 const COLUMNS: &str =
@@ -476,37 +473,13 @@ pub(crate) fn list(
     Ok(out)
 }
 
-fn load_secrets(
-    conn: &Connection,
-    keys: &Keyring,
-    id: &str,
-    name: &str,
-) -> Result<BTreeMap<String, SecretString>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT key, value FROM connector_secrets WHERE connector_id = ?1")?;
-    let mut rows = stmt.query([id])?;
-    let mut out = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let sealed: Vec<u8> = row.get(1)?;
-        let value = keys.decrypt(
-            conn,
-            &aad(id, &key),
-            &sealed,
-            &format!("secret `{key}` of service connector `{name}`"),
-        )?;
-        out.insert(key, value);
-    }
-    Ok(out)
-}
-
 pub(crate) fn secrets(
     conn: &Connection,
     keys: &Keyring,
     name_or_id: &str,
 ) -> Result<BTreeMap<String, SecretString>> {
     let connector = get(conn, keys, name_or_id)?;
-    load_secrets(conn, keys, &connector.id.to_string(), &connector.name)
+    load_secrets(conn, keys, &connector)
 }
 
 pub(crate) fn config(
@@ -515,7 +488,7 @@ pub(crate) fn config(
     name_or_id: &str,
 ) -> Result<ConnectorConfig> {
     let connector = get(conn, keys, name_or_id)?;
-    let secrets = load_secrets(conn, keys, &connector.id.to_string(), &connector.name)?;
+    let secrets = load_secrets(conn, keys, &connector)?;
     Ok(connector.to_config(secrets))
 }
 
@@ -622,7 +595,7 @@ pub(crate) fn update(
             )?;
         }
     }
-    write_secrets(conn, keys, &id, &new_secrets)?;
+    SECRETS.write(conn, keys, &id, &new_secrets)?;
     tracing::debug!(connector = %fields.name, %id, "updated a service connector");
     get_by_id(conn, &id)
 }

@@ -6,6 +6,7 @@ mod crypto;
 mod error;
 mod home;
 mod schema;
+mod sealed;
 mod secrets;
 mod stacks;
 mod step_runs;

@@ -4,13 +4,21 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
 use crate::error::{EntityKind, Result, StoreError};
+use crate::sealed::SealedValues;
 use crate::util;
+
+/// A secret's values.
+const VALUES: SealedValues = SealedValues {
+    table: "secret_values",
+    owner_column: "secret_id",
+    aad_prefix: "secret",
+};
 
 /// A secret with its decrypted values. `Debug` shows the keys only.
 #[derive(Clone)]
@@ -97,26 +105,16 @@ impl std::fmt::Debug for SecretUpdate {
 
 const KIND: EntityKind = EntityKind::Secret;
 
-fn aad(id: &str, key: &str) -> String {
-    format!("secret/{id}/{key}")
-}
-
 fn write_values(
     conn: &Connection,
     keys: &Keyring,
     id: &str,
     values: &BTreeMap<String, SecretString>,
 ) -> Result<()> {
-    for (key, value) in values {
+    for key in values.keys() {
         util::validate_key("secret", key)?;
-        let sealed = keys.encrypt(conn, &aad(id, key), value.expose_secret().as_bytes())?;
-        conn.execute(
-            "INSERT INTO secret_values (secret_id, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (secret_id, key) DO UPDATE SET value = excluded.value",
-            params![id, key, sealed],
-        )?;
     }
-    Ok(())
+    VALUES.write(conn, keys, id, values)
 }
 
 pub(crate) fn create(
@@ -162,34 +160,12 @@ fn resolve(conn: &Connection, name_or_id: &str) -> Result<String> {
     util::resolve_id(conn, "secrets", None, &KIND, name_or_id)
 }
 
-fn load_values(
-    conn: &Connection,
-    keys: &Keyring,
-    id: &str,
-    name: &str,
-) -> Result<BTreeMap<String, SecretString>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT key, value FROM secret_values WHERE secret_id = ?1")?;
-    let mut rows = stmt.query([id])?;
-    let mut out = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let sealed: Vec<u8> = row.get(1)?;
-        let value = keys.decrypt(
-            conn,
-            &aad(id, &key),
-            &sealed,
-            &format!("value `{key}` of secret `{name}`"),
-        )?;
-        out.insert(key, value);
-    }
-    Ok(out)
-}
-
 pub(crate) fn get(conn: &Connection, keys: &Keyring, name_or_id: &str) -> Result<Secret> {
     let id = resolve(conn, name_or_id)?;
     let s = summary(conn, &id)?;
-    let values = load_values(conn, keys, &id, &s.name)?;
+    let values = VALUES.load(conn, keys, &id, |key| {
+        format!("value `{key}` of secret `{}`", s.name)
+    })?;
     Ok(Secret {
         id: s.id,
         name: s.name,
