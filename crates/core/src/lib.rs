@@ -12,7 +12,7 @@ pub mod conformance;
 
 pub use cluster::{BearerToken, ClusterConnection, TokenSource};
 pub use connector::{ConnectorConfig, ServiceConnector};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, error_chain};
 pub use registry::{
     AutoConfigureRequest, ConnectorFlavor, FlavorInfo, FlavorKind, Registry, StepOperatorContext,
     StepOperatorFlavor,

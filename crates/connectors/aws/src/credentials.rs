@@ -20,8 +20,9 @@ use crate::auto::AwsEnvironment;
 use crate::config::{
     FEDERATION_TOKEN, IAM_ROLE, IMPLICIT, SECRET_KEY, SESSION_TOKEN, STS_TOKEN, Settings,
 };
-use crate::error::{AwsError, AwsResult, error_chain, from_sdk};
+use crate::error::{AwsError, AwsResult, from_sdk};
 use crate::partition::Partition;
+use stepstack_core::error_chain;
 
 /// Credentials are renewed when they have less than this left (or a quarter of their
 /// lifetime, if that is shorter).

@@ -194,7 +194,7 @@ where
         }
         _ => AwsError::Transport {
             context,
-            detail: error_chain(&err),
+            detail: stepstack_core::error_chain(&err),
         },
     }
 }
@@ -206,21 +206,6 @@ fn code_in_body(body: &str) -> Option<String> {
     let code = body[start..end].trim();
     (!code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
         .then(|| code.to_owned())
-}
-
-/// `err` and its sources, joined with `: `.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 pub(crate) type AwsResult<T> = Result<T, AwsError>;

@@ -133,26 +133,6 @@ pub(crate) fn server_and_ca(
     Ok((server, ca))
 }
 
-/// The DER certificates of a PEM bundle.
-pub(crate) fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
-    let mut certs = Vec::new();
-    let mut current: Option<String> = None;
-    for line in pem.lines().map(str::trim) {
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            current = Some(String::new());
-        } else if line.starts_with("-----END CERTIFICATE") {
-            if let Some(body) = current.take()
-                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body)
-            {
-                certs.push(der);
-            }
-        } else if let Some(body) = current.as_mut() {
-            body.push_str(line);
-        }
-    }
-    certs
-}
-
 /// A cluster id: a bare name, or `resource-group/name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClusterRef {

@@ -213,15 +213,10 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
     }
     let ca_certificates = match common.ca_certificate.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(pem) => {
-            let certs = crate::aks::pem_certificates(pem);
-            if certs.is_empty() {
-                return Err(invalid(
-                    "`ca_certificate` holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                ));
-            }
-            Some(certs)
-        }
+        Some(pem) => Some(
+            stepstack_connector_http::pem_certificates(pem)
+                .map_err(|e| invalid(&format!("`ca_certificate` cannot be used: {e}")))?,
+        ),
     };
     let url = |field: &str, value: Option<String>, default: &str| -> AResult<String> {
         let value = value

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::Full;
 use jiff::Timestamp;
 use secrecy::ExposeSecret as _;
+use stepstack_connector_http::{HttpClient, HttpResponse};
 use stepstack_core::connector::{
     AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, KUBERNETES_CLUSTER, ResourceRequest,
     ResourceTypeSpec, ResourceVerifier, ResourcesReport, find_auth_method, verify_resources,
@@ -17,7 +16,7 @@ use stepstack_core::{
 };
 
 use crate::aks::{self, AksIds, ClusterList, ClusterRef, CredentialResults, ManagedCluster};
-use crate::auth::{self, AKS_SERVER_APP_SCOPE, AccessToken, AzureAuth, HttpClient};
+use crate::auth::{self, AKS_SERVER_APP_SCOPE, AccessToken, AzureAuth};
 use crate::config::{
     self, ACCESS_TOKEN, ARM_API_VERSION, AccessTokenConfig, Credentials, IMPLICIT, ImplicitConfig,
     Parsed, SERVICE_PRINCIPAL, ServicePrincipalConfig,
@@ -103,8 +102,14 @@ impl AzureConnectorFlavor {
         let scope = ConnectorScope::new(&self.spec, config, &AksIds)?;
         let parsed =
             config::parse(scope.config(), &self.environment).map_err(|e| e.into_core(&name))?;
-        let http =
-            auth::http_client(parsed.ca_certificates.as_deref()).map_err(|e| e.into_core(&name))?;
+        let http = stepstack_connector_http::http_client(parsed.ca_certificates.as_deref())
+            .map_err(|e| {
+                AzureError::InvalidConfig {
+                    method: scope.config().auth_method.clone(),
+                    reason: format!("`ca_certificate` cannot be used: {e}"),
+                }
+                .into_core(&name)
+            })?;
         let auth = AzureAuth::new(
             http,
             parsed.clone(),
@@ -201,26 +206,14 @@ impl AzureConnector {
     }
 
     /// A call to ARM with the cached token; on 401 once more with a new one.
-    async fn arm_call(&self, method: http::Method, url: &str) -> AResult<auth::HttpResponse> {
+    async fn arm_call(&self, method: http::Method, url: &str) -> AResult<HttpResponse> {
         let scope = self.parsed.management_scope.clone();
         let mut retried = false;
         loop {
             let token = self.auth.current(&scope).await?;
-            let request = http::Request::builder()
-                .method(method.clone())
-                .uri(url)
-                .header(
-                    http::header::AUTHORIZATION,
-                    auth::bearer_header(&token.value)?,
-                )
-                .header(http::header::ACCEPT, "application/json")
-                .header(http::header::CONTENT_LENGTH, "0")
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| AzureError::Unreachable {
-                    endpoint: url.to_owned(),
-                    reason: format!("invalid URL: {e}"),
-                })?;
-            let response = auth::send(self.http(), request, url).await?;
+            let request =
+                stepstack_connector_http::bearer_request(method.clone(), url, &token.value, &[])?;
+            let response = stepstack_connector_http::send(self.http(), request, url).await?;
             if response.status == 401 && !retried && !self.auth.tokens_are_given() {
                 tracing::debug!(connector = %self.name(), "ARM rejected the access token; fetching a new one");
                 self.auth.invalidate(&scope).await;
@@ -231,9 +224,9 @@ impl AzureConnector {
         }
     }
 
-    fn arm_error(&self, response: &auth::HttpResponse, action: &'static str) -> AzureError {
+    fn arm_error(&self, response: &HttpResponse, action: &'static str) -> AzureError {
         let subscription = self.subscription_id().to_owned();
-        let (code, message) = response.arm_error();
+        let (code, message) = arm_error_parts(response);
         match response.status {
             401 => AzureError::ArmUnauthenticated {
                 subscription,
@@ -308,7 +301,7 @@ impl AzureConnector {
             ));
             let response = self.arm_call(http::Method::GET, &url).await?;
             return match response.status {
-                200 => response.json(&url),
+                200 => Ok(response.json(&url)?),
                 404 => Err(AzureError::ClusterNotFound {
                     cluster: cluster.name.clone(),
                     where_: format!("resource group `{group}`"),
@@ -366,7 +359,7 @@ impl AzureConnector {
         ));
         let response = self.arm_call(http::Method::POST, &url).await?;
         if response.status == 403 && which == "admin" {
-            let (_, message) = response.arm_error();
+            let (_, message) = arm_error_parts(&response);
             return Err(AzureError::AdminCredentialsDisabled {
                 cluster: cluster.name.clone(),
                 message,
@@ -419,14 +412,13 @@ impl AzureConnector {
         })?;
         let mut config = kube::Config::new(url);
         if let Some(ca) = &ca {
-            let certs = aks::pem_certificates(ca);
-            if certs.is_empty() {
-                return Err(AzureError::BadKubeconfig {
+            let certs = stepstack_connector_http::pem_certificates(ca).map_err(|e| {
+                AzureError::BadKubeconfig {
                     cluster: cluster.name.clone(),
                     which: "user",
-                    reason: "its CA holds no PEM certificate".to_owned(),
-                });
-            }
+                    reason: format!("its CA cannot be used: {e}"),
+                }
+            })?;
             config.root_cert = Some(certs);
         }
         tracing::debug!(connector = %self.name(), cluster = %cluster.name, location = %cluster.location, local_accounts_disabled = ?cluster.properties.disable_local_accounts, %server, "connecting to an AKS cluster with an Entra ID token");
@@ -494,6 +486,20 @@ impl AzureConnector {
             cluster.resource_group()
         ))
     }
+}
+
+/// ARM's `error.code` and `error.message` (or the start of the body).
+fn arm_error_parts(response: &HttpResponse) -> (String, String) {
+    let value = response.json_value();
+    let code = value["error"]["code"]
+        .as_str()
+        .unwrap_or("(no code)")
+        .to_owned();
+    let message = value["error"]["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| response.excerpt());
+    (code, message)
 }
 
 /// Fresh Entra ID tokens for the AKS server application, for a cluster connection.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use stepstack_connector_http::HttpError;
 use stepstack_core::{Error, ErrorKind};
 
 /// What can go wrong in the Azure connector.
@@ -25,16 +26,6 @@ pub(crate) enum AzureError {
         client_id: String,
         scope: String,
         /// The OAuth2 `error` and the first sentence of the AADSTS description.
-        reason: String,
-    },
-
-    #[error("could not reach {endpoint}: {reason}")]
-    Unreachable { endpoint: String, reason: String },
-
-    #[error("{endpoint} answered with an unexpected response (HTTP {status}): {reason}")]
-    BadResponse {
-        endpoint: String,
-        status: u16,
         reason: String,
     },
 
@@ -131,6 +122,10 @@ pub(crate) enum AzureError {
 
     #[error("{what} is not supported by this build of the `azure` connector; {hint}")]
     Unsupported { what: String, hint: &'static str },
+
+    /// A failure of the shared REST plumbing (unreachable endpoint, unexpected answer).
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 impl AzureError {
@@ -147,15 +142,11 @@ impl AzureError {
             ArmDenied { .. } | AdminCredentialsDisabled { .. } | OutsideResourceGroup { .. } => {
                 ErrorKind::PermissionDenied
             }
-            Unreachable { .. } => ErrorKind::Unavailable,
-            Arm { status, .. } | BadResponse { status, .. } if *status >= 500 => {
-                ErrorKind::Unavailable
-            }
-            Arm { .. } | BadResponse { .. } | BadKubeconfig { .. } | WriteKubeconfig { .. } => {
-                ErrorKind::Internal
-            }
+            Arm { status, .. } if *status >= 500 => ErrorKind::Unavailable,
+            Arm { .. } | BadKubeconfig { .. } | WriteKubeconfig { .. } => ErrorKind::Internal,
             ClusterNotFound { .. } | NoCredentials => ErrorKind::NotFound,
             Unsupported { .. } => ErrorKind::Unsupported,
+            Http(error) => error.kind(),
         }
     }
 

@@ -3,21 +3,15 @@
 //! `generateAccessToken` for impersonation, and the GCE metadata server.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use jiff::{SignedDuration, Timestamp};
-use ring::rand::SystemRandom;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tokio::sync::Mutex;
+use stepstack_connector_http::{
+    HttpClient, HttpResponse, RsaSigner, TokenCache, bearer_header, form_request, send,
+};
 
 use crate::config::{
     CredentialSource, Credentials, DEFAULT_STS_ENDPOINT, ExternalAccountKey, Parsed,
@@ -26,6 +20,8 @@ use crate::config::{
 use crate::environment::GcpEnvironment;
 use crate::error::{GResult, GcpError};
 
+pub(crate) use stepstack_connector_http::AccessToken;
+
 /// The OAuth2 scope of every token the connector asks for.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
@@ -33,126 +29,19 @@ const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
-/// How long one HTTP request to Google may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A cached token is replaced this long before it expires.
 const CACHE_MARGIN: SignedDuration = SignedDuration::from_secs(300);
 
-/// The HTTP client of every Google call: HTTPS with the system roots, plain HTTP allowed
-/// for local fakes and the metadata server.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-pub(crate) fn http_client() -> HttpClient {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(builder) => builder,
-        Err(e) => {
-            tracing::warn!(error = %e, "no system CA certificates; HTTPS calls to Google will fail");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| {
-                    b.with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth()
-                })
-                .unwrap_or_else(|_| {
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth()
-                });
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    let connector = builder.https_or_http().enable_http1().build();
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// A response: status and body.
-pub(crate) struct HttpResponse {
-    pub(crate) status: u16,
-    pub(crate) body: Bytes,
-}
-
-impl HttpResponse {
-    /// The body as `T`, or a `BadResponse` error naming `endpoint`.
-    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, endpoint: &str) -> GResult<T> {
-        serde_json::from_slice(&self.body).map_err(|e| GcpError::BadResponse {
-            endpoint: endpoint.to_owned(),
-            status: self.status,
-            reason: format!("the body is not the expected JSON: {e}"),
-        })
-    }
-
-    /// Google's error message (`error.message`, or OAuth2's `error_description`).
-    pub(crate) fn error_message(&self) -> String {
-        let value: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
-        value["error"]["message"]
-            .as_str()
-            .or(value["error_description"].as_str())
-            .or(value["error"].as_str())
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&self.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            })
-    }
-}
-
-/// Sends `request`; `endpoint` names it in errors.
-pub(crate) async fn send(
-    client: &HttpClient,
-    request: http::Request<Full<Bytes>>,
-    endpoint: &str,
-) -> GResult<HttpResponse> {
-    let unreachable = |reason: String| GcpError::Unreachable {
-        endpoint: endpoint.to_owned(),
-        reason,
-    };
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, client.request(request))
-        .await
-        .map_err(|_| unreachable(format!("no answer within {REQUEST_TIMEOUT:?}")))?
-        .map_err(|e| unreachable(error_chain(&e)))?;
-    let status = response.status().as_u16();
-    let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
-        .await
-        .map_err(|_| unreachable("the response body did not arrive in time".to_owned()))?
-        .map_err(|e| unreachable(error_chain(&e)))?
-        .to_bytes();
-    Ok(HttpResponse { status, body })
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// An access token and its expiry. `Debug` hides the token.
-#[derive(Clone)]
-pub(crate) struct AccessToken {
-    pub(crate) value: SecretString,
-    pub(crate) expires_at: Option<Timestamp>,
-}
-
-impl std::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("value", &"[HIDDEN]")
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
+/// Google's error message (`error.message`, or OAuth2's `error_description`), or the start
+/// of the body.
+pub(crate) fn error_message(response: &HttpResponse) -> String {
+    let value = response.json_value();
+    value["error"]["message"]
+        .as_str()
+        .or(value["error_description"].as_str())
+        .or(value["error"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| response.excerpt())
 }
 
 #[derive(Deserialize)]
@@ -177,7 +66,7 @@ pub(crate) struct GoogleAuth {
     /// The expiry of an `oauth2-token` token.
     token_expires_at: Option<Timestamp>,
     environment: Arc<GcpEnvironment>,
-    cache: Mutex<Option<AccessToken>>,
+    cache: TokenCache<()>,
 }
 
 impl GoogleAuth {
@@ -192,7 +81,7 @@ impl GoogleAuth {
             parsed,
             token_expires_at,
             environment,
-            cache: Mutex::new(None),
+            cache: TokenCache::new(CACHE_MARGIN),
         }
     }
 
@@ -202,22 +91,12 @@ impl GoogleAuth {
 
     /// A token for API calls: the cached one unless it expires within five minutes.
     pub(crate) async fn current(&self) -> GResult<AccessToken> {
-        let mut cache = self.cache.lock().await;
-        if let Some(token) = cache.as_ref()
-            && token
-                .expires_at
-                .is_none_or(|at| Timestamp::now() + CACHE_MARGIN < at)
-        {
-            return Ok(token.clone());
-        }
-        let token = self.fetch().await?;
-        *cache = Some(token.clone());
-        Ok(token)
+        self.cache.get_or_fetch(&(), || self.fetch()).await
     }
 
     /// Forgets the cached token (after an API rejected it).
     pub(crate) async fn invalidate(&self) {
-        *self.cache.lock().await = None;
+        self.cache.invalidate(&()).await;
     }
 
     /// A new token, through the credentials' real HTTP path.
@@ -255,20 +134,7 @@ impl GoogleAuth {
     }
 
     async fn post_form(&self, endpoint: &str, form: &[(&str, &str)]) -> GResult<HttpResponse> {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let request = http::Request::post(endpoint)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GcpError::Unreachable {
-                endpoint: endpoint.to_owned(),
-                reason: format!("invalid URL: {e}"),
-            })?;
-        send(&self.http, request, endpoint).await
+        Ok(send(&self.http, form_request(endpoint, form)?, endpoint).await?)
     }
 
     fn token_response(
@@ -277,14 +143,13 @@ impl GoogleAuth {
         grant: &'static str,
         principal: &str,
     ) -> GResult<AccessToken> {
-        if !(200..300).contains(&response.status) {
-            let value: serde_json::Value =
-                serde_json::from_slice(&response.body).unwrap_or_default();
+        if !response.is_success() {
+            let value = response.json_value();
             if response.status >= 500 || value["error"].as_str().is_none() {
                 return Err(GcpError::BadResponse {
                     endpoint: endpoint.to_owned(),
                     status: response.status,
-                    reason: response.error_message(),
+                    reason: error_message(&response),
                 });
             }
             return Err(GcpError::TokenRejected {
@@ -299,12 +164,10 @@ impl GoogleAuth {
             });
         }
         let parsed: TokenResponse = response.json(endpoint)?;
-        Ok(AccessToken {
-            value: SecretString::from(parsed.access_token),
-            expires_at: parsed
-                .expires_in
-                .map(|s| Timestamp::now() + SignedDuration::from_secs(s)),
-        })
+        Ok(AccessToken::expiring_in(
+            parsed.access_token,
+            parsed.expires_in,
+        ))
     }
 
     /// The JWT-bearer grant of a service-account key.
@@ -481,12 +344,12 @@ impl GoogleAuth {
                 source_principal: source.to_owned(),
                 target: target.to_owned(),
                 status,
-                message: response.error_message(),
+                message: error_message(&response),
             }),
             status => Err(GcpError::BadResponse {
                 endpoint,
                 status,
-                reason: response.error_message(),
+                reason: error_message(&response),
             }),
         }
     }
@@ -562,42 +425,16 @@ impl GoogleAuth {
                 status: response.status,
                 reason: format!(
                     "{}; is a service account attached to this machine?",
-                    response.error_message()
+                    error_message(&response)
                 ),
             });
         }
         let parsed: TokenResponse = response.json(&endpoint)?;
-        Ok(AccessToken {
-            value: SecretString::from(parsed.access_token),
-            expires_at: parsed
-                .expires_in
-                .map(|s| Timestamp::now() + SignedDuration::from_secs(s)),
-        })
+        Ok(AccessToken::expiring_in(
+            parsed.access_token,
+            parsed.expires_in,
+        ))
     }
-}
-
-/// `Bearer TOKEN`, marked sensitive.
-pub(crate) fn bearer_header(token: &SecretString) -> GResult<http::HeaderValue> {
-    let mut value = http::HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
-        .map_err(|_| GcpError::BadResponse {
-            endpoint: "the token endpoint".to_owned(),
-            status: 200,
-            reason: "the access token contains characters not allowed in an HTTP header".to_owned(),
-        })?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
-/// The DER of the first PEM block of `pem`.
-fn pem_der(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| !l.starts_with("-----BEGIN"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 /// The self-signed JWT assertion of the JWT-bearer grant: RS256 over
@@ -607,13 +444,9 @@ pub(crate) fn sign_assertion(key: &ServiceAccountKey, audience: &str, now: i64) 
         account: key.client_email.clone(),
         reason: reason.to_owned(),
     };
-    let der = pem_der(key.private_key.expose_secret())
-        .ok_or_else(|| invalid("`private_key` is not a PEM private key"))?;
-    let pair = RsaKeyPair::from_pkcs8(&der)
-        .or_else(|_| RsaKeyPair::from_der(&der))
-        .map_err(|e| invalid(&format!("not an RSA private key ({e})")))?;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+    let signer = RsaSigner::from_pem(key.private_key.expose_secret())
+        .map_err(|e| invalid(&e.to_string()))?;
+    let mut header = serde_json::json!({});
     if let Some(kid) = &key.private_key_id {
         header["kid"] = serde_json::Value::String(kid.clone());
     }
@@ -624,18 +457,7 @@ pub(crate) fn sign_assertion(key: &ServiceAccountKey, audience: &str, now: i64) 
         "iat": now,
         "exp": now + 3600,
     });
-    let input = format!(
-        "{}.{}",
-        b64.encode(header.to_string()),
-        b64.encode(claims.to_string())
-    );
-    let mut signature = vec![0; pair.public().modulus_len()];
-    pair.sign(
-        &RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        input.as_bytes(),
-        &mut signature,
-    )
-    .map_err(|_| invalid("signing failed"))?;
-    Ok(format!("{input}.{}", b64.encode(signature)))
+    signer
+        .sign_jwt(header, &claims)
+        .map_err(|e| invalid(&e.to_string()))
 }

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::Full;
 use jiff::Timestamp;
+use stepstack_connector_http::{HttpClient, HttpResponse};
 use stepstack_core::connector::{
     AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, ExpirationBounds, KUBERNETES_CLUSTER,
     ResourceRequest, ResourceTypeSpec, ResourceVerifier, ResourcesReport, find_auth_method,
@@ -16,7 +15,7 @@ use stepstack_core::{
     ErrorKind, Result, ServiceConnector, TokenSource,
 };
 
-use crate::auth::{self, AccessToken, GoogleAuth, HttpClient};
+use crate::auth::{self, AccessToken, GoogleAuth};
 use crate::config::{
     self, Credentials, EXTERNAL_ACCOUNT, ExternalAccountConfig, IMPERSONATION, IMPLICIT,
     ImpersonationConfig, ImplicitConfig, OAUTH2_TOKEN, OAuth2TokenConfig, Parsed, SERVICE_ACCOUNT,
@@ -155,7 +154,13 @@ impl GcpConnectorFlavor {
         let scope = ConnectorScope::new(&self.spec, config, &GkeIds)?;
         let parsed = config::parse(scope.config()).map_err(|e| e.into_core(&name))?;
         let auth = GoogleAuth::new(
-            auth::http_client(),
+            stepstack_connector_http::http_client(None).map_err(|e| {
+                GcpError::InvalidConfig {
+                    method: scope.config().auth_method.clone(),
+                    reason: e.to_string(),
+                }
+                .into_core(&name)
+            })?,
             parsed.clone(),
             scope.config().expires_at,
             self.environment.clone(),
@@ -355,7 +360,7 @@ impl GcpConnector {
     }
 
     /// `GET {container}/v1/{path}` with the cached token; on 401 once more with a new one.
-    async fn api_get(&self, path: &str) -> GResult<auth::HttpResponse> {
+    async fn api_get(&self, path: &str) -> GResult<HttpResponse> {
         let endpoint = format!("{}/v1/{path}", self.parsed.container_endpoint());
         let mut retried = false;
         loop {
@@ -374,27 +379,23 @@ impl GcpConnector {
         }
     }
 
-    async fn get_with(&self, endpoint: &str, token: &AccessToken) -> GResult<auth::HttpResponse> {
-        let request = http::Request::get(endpoint)
-            .header(
-                http::header::AUTHORIZATION,
-                auth::bearer_header(&token.value)?,
-            )
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| GcpError::Unreachable {
-                endpoint: endpoint.to_owned(),
-                reason: format!("invalid URL: {e}"),
-            })?;
-        auth::send(self.http(), request, endpoint).await
+    async fn get_with(&self, endpoint: &str, token: &AccessToken) -> GResult<HttpResponse> {
+        let request = stepstack_connector_http::bearer_request(
+            http::Method::GET,
+            endpoint,
+            &token.value,
+            &[],
+        )?;
+        Ok(stepstack_connector_http::send(self.http(), request, endpoint).await?)
     }
 
     fn http(&self) -> &HttpClient {
         self.auth.http()
     }
 
-    fn api_error(&self, response: &auth::HttpResponse) -> GcpError {
+    fn api_error(&self, response: &HttpResponse) -> GcpError {
         let project = self.project_id().to_owned();
-        let message = response.error_message();
+        let message = auth::error_message(response);
         match response.status {
             401 => GcpError::ApiUnauthenticated { project, message },
             403 => GcpError::ApiDenied { project, message },
@@ -429,7 +430,7 @@ impl GcpConnector {
             );
             let response = self.api_get(&path).await?;
             return match response.status {
-                200 => response.json(&path),
+                200 => Ok(response.json(&path)?),
                 404 => Err(GcpError::ClusterNotFound {
                     cluster: cluster.name.clone(),
                     where_: format!("location `{location}`"),
@@ -533,13 +534,12 @@ impl GcpConnector {
         })?;
         let mut config = kube::Config::new(url);
         if let ApiEndpoint::Ip { ca_pem, .. } = &endpoint {
-            let certs = gke::pem_certificates(ca_pem);
-            if certs.is_empty() {
-                return Err(GcpError::BadCa {
+            let certs = stepstack_connector_http::pem_certificates(ca_pem).map_err(|e| {
+                GcpError::BadCa {
                     cluster: cluster.name.clone(),
-                    reason: "it holds no PEM certificate".to_owned(),
-                });
-            }
+                    reason: e.to_string(),
+                }
+            })?;
             config.root_cert = Some(certs);
         }
         tracing::debug!(

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use stepstack_connector_http::HttpError;
 use stepstack_core::{Error, ErrorKind};
 
 /// What can go wrong in the GCP connector.
@@ -122,6 +123,10 @@ pub(crate) enum GcpError {
 
     #[error("{what} is not supported by this build of the `gcp` connector; {hint}")]
     Unsupported { what: String, hint: &'static str },
+
+    /// A failure of the shared REST plumbing (unreachable endpoint, unexpected answer).
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 impl GcpError {
@@ -145,6 +150,7 @@ impl GcpError {
             }
             ClusterNotFound { .. } | NoCredentials { .. } | ReadFile { .. } => ErrorKind::NotFound,
             Unsupported { .. } => ErrorKind::Unsupported,
+            Http(error) => error.kind(),
             WriteKubeconfig { .. } => ErrorKind::Internal,
             NoLoginPath => ErrorKind::InvalidSettings,
         }

@@ -113,26 +113,6 @@ pub(crate) fn choose_endpoint(cluster: &GkeCluster) -> GResult<ApiEndpoint> {
     })
 }
 
-/// The DER certificates of a PEM bundle.
-pub(crate) fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
-    let mut certs = Vec::new();
-    let mut current: Option<String> = None;
-    for line in pem.lines().map(str::trim) {
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            current = Some(String::new());
-        } else if line.starts_with("-----END CERTIFICATE") {
-            if let Some(body) = current.take()
-                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body)
-            {
-                certs.push(der);
-            }
-        } else if let Some(body) = current.as_mut() {
-            body.push_str(line);
-        }
-    }
-    certs
-}
-
 /// A cluster id: a bare name, or `location/name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClusterRef {
@@ -253,7 +233,10 @@ mod tests {
             let ApiEndpoint::Ip { ca_pem, .. } = endpoint else {
                 panic!("IP endpoint expected")
             };
-            assert_eq!(pem_certificates(&ca_pem), vec![vec![0u8, 0, 0]]);
+            assert_eq!(
+                stepstack_connector_http::pem_certificates(&ca_pem).unwrap(),
+                vec![vec![0u8, 0, 0]]
+            );
         }
         let mut none = cluster(None);
         none.endpoint.clear();

@@ -126,24 +126,9 @@ pub(crate) fn request_error(error: kube::Error, cluster: &str) -> KubeConnectorE
         },
         other => KubeConnectorError::Unreachable {
             cluster: cluster.to_owned(),
-            reason: error_chain(&other),
+            reason: stepstack_core::error_chain(&other),
         },
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

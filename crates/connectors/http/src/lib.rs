@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+mod client;
+mod error;
+mod jwt;
+mod pem;
+mod token;
+
+pub use client::{
+    HttpClient, HttpResponse, REQUEST_TIMEOUT, bearer_header, bearer_request, form_request,
+    http_client, send,
+};
+pub use error::HttpError;
+pub use jwt::RsaSigner;
+pub use pem::{pem_certificates, pem_private_key};
+pub use token::{AccessToken, TokenCache};
