@@ -164,6 +164,32 @@ fn seed_workflow_runs_a_gpu_step_and_explains_failures() {
         out.stderr
     );
 
+    // A step no node can take: while it waits, stderr says why; then the scheduling
+    // deadline ends it as Unschedulable with the scheduler's message.
+    let out = cli.run([
+        "step",
+        "run",
+        "needs-a-tpu",
+        "--set",
+        "pod_settings.node_selectors.accelerator=tpu",
+        "--set",
+        "scheduling_timeout=4",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("Step `needs-a-tpu` is pending ("),
+        "progress while pending: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Unschedulable"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("didn't match Pod's node affinity/selector"),
+        "the scheduler's reason: {}",
+        out.stderr
+    );
+
     // Unknown flavor: exit 2 and the available flavors; the store is unchanged.
     let before = ok(cli.run(["step-operator", "list", "-o", "json"])).stdout;
     let out = cli.run([

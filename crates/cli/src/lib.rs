@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod freeform;
 mod output;
+mod progress;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -19,6 +19,7 @@ use super::Context;
 use super::support::{build_step_operator, state_dir, step_operator_component};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{OutputFormat, table};
+use crate::progress::{PendingProgress, show_while_pending};
 
 /// The image of a step when `--image` is not given.
 const DEFAULT_IMAGE: &str = "busybox:1.36";
@@ -236,14 +237,24 @@ async fn follow(
     on_interrupt: OnInterrupt,
 ) -> CliResult<Exit> {
     let print_logs = ctx.global.output == OutputFormat::Table;
+    let progress = PendingProgress::new();
+    let progress_task = tokio::spawn(show_while_pending(
+        progress.clone(),
+        operator.clone(),
+        handle.clone(),
+    ));
     let log_task = print_logs.then(|| {
         let operator = operator.clone();
         let handle = handle.clone();
-        tokio::spawn(async move { stream_logs(operator.as_ref(), &handle, true).await })
+        let progress = progress.clone();
+        tokio::spawn(
+            async move { stream_logs(operator.as_ref(), &handle, true, Some(&progress)).await },
+        )
     });
     let outcome = tokio::select! {
         outcome = operator.wait(handle) => outcome,
         _ = tokio::signal::ctrl_c() => {
+            progress.finish();
             match on_interrupt {
                 OnInterrupt::Delete => {
                     eprintln!("Interrupted: cancelling step run {} …", handle.step_run_id);
@@ -259,7 +270,10 @@ async fn follow(
                 }
             }
         }
-    }?;
+    };
+    progress.finish();
+    progress_task.abort();
+    let outcome = outcome?;
     if let Some(task) = log_task {
         // The logs end with the step; do not hang if the stream lags.
         let _ = tokio::time::timeout(LOG_DRAIN, task).await;
@@ -268,14 +282,20 @@ async fn follow(
     report_outcome(ctx, handle, &outcome)
 }
 
+/// Prints the step's log lines; the first one clears the pending-step display.
 async fn stream_logs(
     operator: &dyn StepOperator,
     handle: &StepHandle,
     follow: bool,
+    progress: Option<&PendingProgress>,
 ) -> stepstack_core::Result<()> {
     let mut lines = operator.logs(handle, follow).await?;
     while let Some(line) = lines.next().await {
-        println!("{}", line?);
+        let line = line?;
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+        println!("{line}");
     }
     Ok(())
 }
@@ -337,7 +357,7 @@ fn logs(args: LogsArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
     ctx.block_on(async {
         let (handle, operator) = reattach(ctx, &store, &args.id).await?;
-        stream_logs(operator.as_ref(), &handle, args.follow).await?;
+        stream_logs(operator.as_ref(), &handle, args.follow, None).await?;
         Ok(Exit::Ok)
     })?
 }
