@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use stepstack_connector_http::{HttpClient, HttpError, TokenCache, form_request, send};
 
+use crate::certificate::CLIENT_ASSERTION_TYPE;
 use crate::config::{Credentials, Parsed};
 use crate::environment::AzureEnvironment;
 use crate::error::{AResult, AzureError};
@@ -82,24 +83,13 @@ impl AzureAuth {
     /// A new token for `scope`, through the credentials' real HTTP path.
     pub(crate) async fn fetch(&self, scope: &str) -> AResult<AccessToken> {
         match &self.parsed.credentials {
-            Credentials::ClientSecret {
-                tenant_id,
-                client_id,
-                secret,
-            } => {
-                self.client_credentials(tenant_id, client_id, secret, scope)
-                    .await
+            credentials @ (Credentials::ClientSecret { .. }
+            | Credentials::ClientCertificate { .. }) => {
+                self.client_credentials(credentials, scope).await
             }
             Credentials::Implicit => match self.environment.client_secret_credentials() {
-                Some(Credentials::ClientSecret {
-                    tenant_id,
-                    client_id,
-                    secret,
-                }) => {
-                    self.client_credentials(&tenant_id, &client_id, &secret, scope)
-                        .await
-                }
-                _ => Err(AzureError::NoCredentials),
+                Some(credentials) => self.client_credentials(&credentials, scope).await,
+                None => Err(AzureError::NoCredentials),
             },
             Credentials::Tokens { arm, kubernetes } => {
                 let value = if scope == AKS_SERVER_APP_SCOPE {
@@ -118,24 +108,51 @@ impl AzureAuth {
         }
     }
 
-    /// The OAuth2 client-credentials grant with a client secret.
+    /// The OAuth2 client-credentials grant with a client secret or a client assertion
+    /// signed by a certificate.
     async fn client_credentials(
         &self,
-        tenant: &str,
-        client_id: &str,
-        secret: &SecretString,
+        credentials: &Credentials,
         scope: &str,
     ) -> AResult<AccessToken> {
+        let (tenant, client_id) = match credentials {
+            Credentials::ClientSecret {
+                tenant_id,
+                client_id,
+                ..
+            }
+            | Credentials::ClientCertificate {
+                tenant_id,
+                client_id,
+                ..
+            } => (tenant_id.as_str(), client_id.as_str()),
+            _ => return Err(AzureError::NoCredentials),
+        };
         let endpoint = format!("{}/{tenant}/oauth2/v2.0/token", self.parsed.authority_host);
-        let request = form_request(
-            &endpoint,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret.expose_secret()),
-                ("scope", scope),
-            ],
-        )?;
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", client_id.to_owned()),
+            ("scope", scope.to_owned()),
+        ];
+        let hint = match credentials {
+            Credentials::ClientCertificate { certificate, .. } => {
+                let assertion =
+                    certificate.assertion(client_id, &endpoint, Timestamp::now().as_second())?;
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
+                form.push(("client_assertion", assertion));
+                format!(
+                    "check the tenant id and client id, that the certificate with thumbprint (x5t) `{}` is uploaded to the application's certificates and has not expired, and that the private key in `client_certificate` belongs to it",
+                    certificate.thumbprint()
+                )
+            }
+            Credentials::ClientSecret { secret, .. } => {
+                form.push(("client_secret", secret.expose_secret().to_owned()));
+                "check the tenant id, client id and client secret (the secret's value, not its id) and that the secret has not expired".to_owned()
+            }
+            _ => return Err(AzureError::NoCredentials),
+        };
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let request = form_request(&endpoint, &form)?;
         let response = send(&self.http, request, &endpoint).await?;
         tracing::debug!(
             client_id,
@@ -165,7 +182,7 @@ impl AzureAuth {
                 tenant: tenant.to_owned(),
                 client_id: client_id.to_owned(),
                 scope: scope.to_owned(),
-                reason: format!("{error}{description}"),
+                reason: format!("{error}{description}; {hint}"),
             });
         }
         let parsed: TokenResponse = response.json(&endpoint)?;

@@ -1,15 +1,18 @@
 //! The configuration of each auth method, parsed from a `ConnectorConfig`.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use stepstack_core::ConnectorConfig;
 
+use crate::certificate::ClientCertificate;
 use crate::environment::AzureEnvironment;
 use crate::error::{AResult, AzureError};
 
-/// Auth method: a service principal with a client secret.
+/// Auth method: a service principal with a client secret or certificate.
 pub(crate) const SERVICE_PRINCIPAL: &str = "service-principal";
 /// Auth method: given access tokens.
 pub(crate) const ACCESS_TOKEN: &str = "access-token";
@@ -55,7 +58,8 @@ pub struct AzureCommonConfig {
     pub use_admin_credentials: bool,
 }
 
-/// `service-principal`: an Entra ID application with a client secret.
+/// `service-principal`: an Entra ID application with a client secret or a client
+/// certificate.
 #[derive(Deserialize, JsonSchema)]
 #[allow(dead_code)]
 pub struct ServicePrincipalConfig {
@@ -67,10 +71,16 @@ pub struct ServicePrincipalConfig {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub client_secret: Option<SecretString>,
-    /// A client certificate (PEM); not supported yet.
+    /// A client certificate instead of a secret: one PEM holding the certificate
+    /// uploaded to the application and its RSA private key (unencrypted).
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub client_certificate: Option<SecretString>,
+    /// The password of an encrypted private key in `client_certificate`; encrypted keys
+    /// are not supported yet, so giving one only improves the error.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub client_certificate_password: Option<SecretString>,
     /// Shared settings.
     #[serde(flatten)]
     pub common: AzureCommonConfig,
@@ -115,6 +125,12 @@ pub(crate) enum Credentials {
         client_id: String,
         secret: SecretString,
     },
+    /// The client-credentials grant with a JWT assertion signed by a client certificate.
+    ClientCertificate {
+        tenant_id: String,
+        client_id: String,
+        certificate: Arc<ClientCertificate>,
+    },
     /// Given tokens for ARM and, optionally, the AKS server application.
     Tokens {
         arm: SecretString,
@@ -153,25 +169,37 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
     let (common, credentials) = match method {
         SERVICE_PRINCIPAL => {
             let c: ServicePrincipalConfig = typed(config)?;
-            if c.client_certificate.is_some() {
-                return Err(AzureError::Unsupported {
-                    what: "client-certificate authentication (`client_certificate`)".to_owned(),
-                    hint: "use a client secret (`client_secret`) for now",
-                });
-            }
-            let secret = c
-                .client_secret
-                .ok_or_else(|| invalid("missing `client_secret`"))?;
             check_id("tenant_id", &c.tenant_id, method)?;
             check_id("client_id", &c.client_id, method)?;
-            (
-                c.common,
-                Credentials::ClientSecret {
-                    tenant_id: c.tenant_id.trim().to_owned(),
-                    client_id: c.client_id.trim().to_owned(),
+            let tenant_id = c.tenant_id.trim().to_owned();
+            let client_id = c.client_id.trim().to_owned();
+            let credentials = match (c.client_secret, c.client_certificate) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "both `client_secret` and `client_certificate` are set; keep one",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        "missing `client_secret` (or `client_certificate`, a PEM with the certificate and its private key)",
+                    ));
+                }
+                (Some(secret), None) => Credentials::ClientSecret {
+                    tenant_id,
+                    client_id,
                     secret,
                 },
-            )
+                (None, Some(pem)) => Credentials::ClientCertificate {
+                    tenant_id,
+                    client_id,
+                    certificate: Arc::new(ClientCertificate::from_pem(
+                        &pem,
+                        c.client_certificate_password.as_ref(),
+                        method,
+                    )?),
+                },
+            };
+            (c.common, credentials)
         }
         ACCESS_TOKEN => {
             let c: AccessTokenConfig = typed(config)?;

@@ -18,16 +18,22 @@ pub(crate) enum AzureError {
     MissingSubscription,
 
     #[error(
-        "Microsoft Entra ID ({endpoint}) refused the client-credentials grant of `{client_id}` in tenant `{tenant}` for scope `{scope}`: {reason}; check the tenant id, client id and client secret (the secret's value, not its id) and that the secret has not expired"
+        "Microsoft Entra ID ({endpoint}) refused the client-credentials grant of `{client_id}` in tenant `{tenant}` for scope `{scope}`: {reason}"
     )]
     TokenRejected {
         endpoint: String,
         tenant: String,
         client_id: String,
         scope: String,
-        /// The OAuth2 `error` and the first sentence of the AADSTS description.
+        /// The OAuth2 `error`, the first sentence of the AADSTS description, and what to
+        /// check for the kind of client credential used.
         reason: String,
     },
+
+    #[error(
+        "`client_certificate` of auth method `{method}` cannot be used: {reason}; give the PEM that holds both the application's certificate and its unencrypted RSA private key (`openssl pkcs12 -in cert.pfx -nodes` converts a PFX file)"
+    )]
+    InvalidClientCertificate { method: String, reason: String },
 
     #[error(
         "Azure Resource Manager rejected the access token for subscription `{subscription}` (HTTP 401, {code}): {message}"
@@ -120,9 +126,6 @@ pub(crate) enum AzureError {
     #[error("no kubeconfig path to write to; set KUBECONFIG or HOME")]
     NoLoginPath,
 
-    #[error("{what} is not supported by this build of the `azure` connector; {hint}")]
-    Unsupported { what: String, hint: &'static str },
-
     /// A failure of the shared REST plumbing (unreachable endpoint, unexpected answer).
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -133,6 +136,7 @@ impl AzureError {
         use AzureError::*;
         match self {
             InvalidConfig { .. }
+            | InvalidClientCertificate { .. }
             | MissingSubscription
             | InvalidResourceId { .. }
             | AmbiguousCluster { .. }
@@ -145,7 +149,6 @@ impl AzureError {
             Arm { status, .. } if *status >= 500 => ErrorKind::Unavailable,
             Arm { .. } | BadKubeconfig { .. } | WriteKubeconfig { .. } => ErrorKind::Internal,
             ClusterNotFound { .. } | NoCredentials => ErrorKind::NotFound,
-            Unsupported { .. } => ErrorKind::Unsupported,
             Http(error) => error.kind(),
         }
     }

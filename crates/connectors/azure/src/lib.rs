@@ -2,6 +2,7 @@
 
 mod aks;
 mod auth;
+mod certificate;
 mod config;
 mod connector;
 mod environment;

@@ -7,8 +7,12 @@
 //!
 //! Served, with the wire formats Azure's clients parse:
 //! - `POST /{tenant}/oauth2/v2.0/token`: `grant_type=client_credentials` with `client_id`,
-//!   `client_secret` and one `scope` ending in `/.default`; the client, secret and tenant
-//!   are checked. Errors are AADSTS-shaped:
+//!   one `scope` ending in `/.default`, and either `client_secret` or a JWT
+//!   `client_assertion` (certificate credentials, [`FakeAzure::add_client_certificate`]).
+//!   The tenant, client and secret are checked; an assertion is verified for real: RS256
+//!   signature with the public key of the certificate registered under its `x5t`, `aud` =
+//!   the token endpoint, `iss` = `sub` = the client id, a `jti`, `nbf`..`exp` around now.
+//!   Errors are AADSTS-shaped:
 //!   `{"error", "error_description": "AADSTS…: …", "error_codes": […], "trace_id", …}`.
 //! - `GET /subscriptions/{sub}/providers/Microsoft.ContainerService/managedClusters`,
 //!   `GET /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters`,
@@ -53,6 +57,15 @@ pub const AKS_SCOPE: &str = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
 
 /// The scope of tokens for Azure Resource Manager.
 pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+
+/// The `client_assertion_type` of a certificate's JWT client assertion.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The longest lifetime of a client assertion Entra ID accepts.
+const MAX_ASSERTION_LIFETIME: i64 = 3600;
+
+/// Clock skew allowed on a client assertion's `nbf`.
+const ASSERTION_SKEW: i64 = 300;
 
 /// The user the emulated cluster sees for a static admin credential.
 pub const CLUSTER_ADMIN_USER: &str = "clusterAdmin";
@@ -180,6 +193,35 @@ pub struct AzureCall {
     pub error: Option<u16>,
 }
 
+/// The credentials of a registered application.
+#[derive(Default)]
+struct FakePrincipal {
+    secret: Option<String>,
+    /// x5t (base64url SHA-1 of the certificate DER) → RSAPublicKey DER.
+    certificates: HashMap<String, Vec<u8>>,
+}
+
+/// A client certificate made by [`FakeAzure::add_client_certificate`].
+#[derive(Clone)]
+pub struct FakeClientCertificate {
+    /// The certificate and its private key in one PEM, as `client_certificate` takes it.
+    pub pem: String,
+    /// The certificate alone (PEM).
+    pub certificate_pem: String,
+    /// The private key alone (PKCS#8 PEM).
+    pub private_key_pem: String,
+    /// The thumbprint Entra ID shows: base64url SHA-1 of the certificate's DER (`x5t`).
+    pub thumbprint: String,
+}
+
+impl std::fmt::Debug for FakeClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeClientCertificate")
+            .field("thumbprint", &self.thumbprint)
+            .finish_non_exhaustive()
+    }
+}
+
 struct IssuedToken {
     principal: String,
     scope: String,
@@ -190,8 +232,10 @@ struct AzureState {
     endpoint: String,
     ca_pem: String,
     options: RwLock<FakeAzureOptions>,
-    /// client id → client secret.
-    principals: RwLock<HashMap<String, String>>,
+    /// client id → its credentials.
+    principals: RwLock<HashMap<String, FakePrincipal>>,
+    /// How many client certificates were made (each takes the next key of the pool).
+    certificates_made: Mutex<usize>,
     tokens: RwLock<HashMap<String, IssuedToken>>,
     admin_tokens: RwLock<HashMap<String, String>>,
     /// (resource group lower-case, name) → cluster.
@@ -222,6 +266,10 @@ impl AzureState {
             },
         );
         (token, expires_at, lifetime.as_secs())
+    }
+
+    fn token_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.endpoint)
     }
 
     /// The principal of an unexpired token issued for `scope`.
@@ -269,6 +317,7 @@ impl FakeAzure {
             ca_pem: pki.ca_pem().to_owned(),
             options: RwLock::new(options),
             principals: RwLock::new(HashMap::new()),
+            certificates_made: Mutex::new(0),
             tokens: RwLock::new(HashMap::new()),
             admin_tokens: RwLock::new(HashMap::new()),
             clusters: RwLock::new(BTreeMap::new()),
@@ -300,14 +349,74 @@ impl FakeAzure {
         self.state.options.read().subscription_id.clone()
     }
 
-    /// Registers service principal `client_id` and returns a new client secret for it.
+    /// Registers service principal `client_id` (if new) and returns a new client secret
+    /// for it, replacing its previous one.
     pub fn add_service_principal(&self, client_id: &str) -> String {
         let secret = format!("fake~{}", random_hex(16));
         self.state
             .principals
             .write()
-            .insert(client_id.to_owned(), secret.clone());
+            .entry(client_id.to_owned())
+            .or_default()
+            .secret = Some(secret.clone());
         secret
+    }
+
+    /// Registers service principal `client_id` (if new) and uploads a new self-signed
+    /// client certificate to it. The certificates take the fake's 2048-bit RSA keys in
+    /// turn (two in a row never share a key), so a test can pair one certificate with the
+    /// other's key.
+    pub fn add_client_certificate(&self, client_id: &str) -> FakeClientCertificate {
+        let certificate = self.make_client_certificate(client_id);
+        self.state
+            .principals
+            .write()
+            .entry(client_id.to_owned())
+            .or_default()
+            .certificates
+            .insert(
+                certificate.thumbprint.clone(),
+                super::gcp::public_key_der(&certificate.private_key_pem),
+            );
+        certificate
+    }
+
+    /// A client certificate for `client_id` that is not uploaded anywhere.
+    pub fn unregistered_client_certificate(&self, client_id: &str) -> FakeClientCertificate {
+        self.make_client_certificate(client_id)
+    }
+
+    fn make_client_certificate(&self, client_id: &str) -> FakeClientCertificate {
+        let index = {
+            let mut made = self.state.certificates_made.lock();
+            *made += 1;
+            *made - 1
+        };
+        let private_key_pem = super::gcp::KEY_POOL[index % super::gcp::KEY_POOL.len()].to_owned();
+        let key = rcgen::KeyPair::from_pem(&private_key_pem).expect("the pool keys are RSA PKCS#8");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("no subject alternative names to check");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("{client_id}-{}", random_hex(4)),
+        );
+        let certificate = params
+            .self_signed(&key)
+            .expect("an RSA key signs its certificate");
+        let digest =
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, certificate.der());
+        let certificate_pem = certificate.pem();
+        FakeClientCertificate {
+            pem: format!("{private_key_pem}\n{certificate_pem}"),
+            certificate_pem,
+            private_key_pem,
+            thumbprint: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        }
+    }
+
+    /// The token endpoint of the fake's tenant (the `aud` of client assertions).
+    pub fn token_endpoint(&self) -> String {
+        self.state.token_endpoint(&self.tenant_id())
     }
 
     /// Adds (or replaces) a cluster.
@@ -566,8 +675,9 @@ fn token(state: &AzureState, tenant: &str, body: &[u8]) -> Response<Body> {
             "The app requested an unsupported grant type.",
         );
     }
-    let secret = state.principals.read().get(&client_id).cloned();
-    let Some(secret) = secret else {
+    let principals = state.principals.read();
+    let Some(principal) = principals.get(&client_id) else {
+        drop(principals);
         return fail(
             400,
             "unauthorized_client",
@@ -577,21 +687,50 @@ fn token(state: &AzureState, tenant: &str, body: &[u8]) -> Response<Body> {
             ),
         );
     };
-    if form.contains_key("client_assertion") {
-        return fail(
-            401,
-            "invalid_client",
-            700027,
-            "Client assertion contains an invalid signature.",
-        );
-    }
-    if get("client_secret") != secret {
-        return fail(
-            401,
-            "invalid_client",
-            7000215,
-            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
-        );
+    let checked = if let Some(assertion) = form.get("client_assertion") {
+        if get("client_assertion_type") != CLIENT_ASSERTION_TYPE {
+            Err((
+                400,
+                "invalid_request",
+                AssertionError::new(
+                    50027,
+                    format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE}."),
+                ),
+            ))
+        } else {
+            verify_assertion(
+                principal,
+                &client_id,
+                &state.token_endpoint(tenant),
+                assertion,
+                Timestamp::now().as_second(),
+            )
+            .map_err(|e| (401, "invalid_client", e))
+        }
+    } else {
+        match (&principal.secret, form.get("client_secret")) {
+            (_, None) => Err((
+                401,
+                "invalid_client",
+                AssertionError::new(
+                    7000216,
+                    "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.".to_owned(),
+                ),
+            )),
+            (Some(secret), Some(given)) if secret == given => Ok(()),
+            _ => Err((
+                401,
+                "invalid_client",
+                AssertionError::new(
+                    7000215,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.".to_owned(),
+                ),
+            )),
+        }
+    };
+    drop(principals);
+    if let Err((status, error, e)) = checked {
+        return fail(status, error, e.code, &e.description);
     }
     let scope = get("scope");
     if scope != ARM_SCOPE && scope != AKS_SCOPE {
@@ -615,6 +754,104 @@ fn token(state: &AzureState, tenant: &str, body: &[u8]) -> Response<Body> {
             "access_token": token,
         }),
     )
+}
+
+/// Why a client assertion was refused: the AADSTS code and description.
+#[derive(Debug)]
+struct AssertionError {
+    code: u32,
+    description: String,
+}
+
+impl AssertionError {
+    fn new(code: u32, description: String) -> Self {
+        AssertionError { code, description }
+    }
+}
+
+/// Checks a JWT client assertion as Entra ID does: RS256, signed by the key of a
+/// certificate registered on the application (found by the header's `x5t`), `aud` the
+/// token endpoint, `iss` = `sub` = the client id, `jti` present, and `now` within
+/// `nbf`..`exp` (at most an hour apart).
+fn verify_assertion(
+    principal: &FakePrincipal,
+    client_id: &str,
+    token_endpoint: &str,
+    assertion: &str,
+    now: i64,
+) -> Result<(), AssertionError> {
+    let malformed = || AssertionError::new(50027, "JWT token is invalid or malformed.".to_owned());
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = assertion.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let decode = |part: &str| -> Result<serde_json::Value, AssertionError> {
+        let bytes = b64.decode(part).map_err(|_| malformed())?;
+        serde_json::from_slice(&bytes).map_err(|_| malformed())
+    };
+    let header_json = decode(header)?;
+    let claims_json = decode(claims)?;
+    if header_json["alg"] != "RS256" {
+        return Err(AssertionError::new(
+            5002738,
+            "Invalid JWT token. 'RS256' is the only supported signing algorithm for client assertions here.".to_owned(),
+        ));
+    }
+    let thumbprint = header_json["x5t"].as_str().unwrap_or_default();
+    let Some(public_key) = principal.certificates.get(thumbprint) else {
+        return Err(AssertionError::new(
+            700027,
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}']"
+            ),
+        ));
+    };
+    let signature = b64.decode(signature).map_err(|_| malformed())?;
+    let signed = format!("{header}.{claims}");
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key,
+    )
+    .verify(signed.as_bytes(), &signature)
+    .map_err(|_| {
+        AssertionError::new(
+            700027,
+            "Client assertion failed signature validation.".to_owned(),
+        )
+    })?;
+    if claims_json["aud"] != token_endpoint {
+        return Err(AssertionError::new(
+            700016,
+            format!(
+                "Invalid JWT token. The token's audience must be the token endpoint {token_endpoint}."
+            ),
+        ));
+    }
+    if claims_json["iss"] != client_id || claims_json["sub"] != client_id {
+        return Err(AssertionError::new(
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter."
+                .to_owned(),
+        ));
+    }
+    if claims_json["jti"].as_str().is_none_or(str::is_empty) {
+        return Err(AssertionError::new(
+            700023,
+            "Client assertion contains no 'jti' claim.".to_owned(),
+        ));
+    }
+    let exp = claims_json["exp"].as_i64().ok_or_else(malformed)?;
+    let nbf = claims_json["nbf"].as_i64().unwrap_or(now);
+    if exp <= now || nbf > now + ASSERTION_SKEW || exp - nbf > MAX_ASSERTION_LIFETIME {
+        return Err(AssertionError::new(
+            700024,
+            "Client assertion is not within its valid time range.".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn arm(
@@ -787,6 +1024,7 @@ mod tests {
             ca_pem: String::new(),
             options: RwLock::new(FakeAzureOptions::default()),
             principals: RwLock::new(HashMap::new()),
+            certificates_made: Mutex::new(0),
             tokens: RwLock::new(HashMap::new()),
             admin_tokens: RwLock::new(HashMap::new()),
             clusters: RwLock::new(BTreeMap::new()),
@@ -798,5 +1036,97 @@ mod tests {
             Some("app")
         );
         assert_eq!(state.principal_of(&token, ARM_SCOPE), None);
+    }
+
+    /// An RS256 JWT over `header` and `claims`, signed with pool key `key`.
+    fn sign(key: usize, header: serde_json::Value, claims: serde_json::Value) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let input = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
+        let pem = super::super::gcp::KEY_POOL[key];
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+        let mut signature = vec![0; pair.public().modulus_len()];
+        pair.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut signature,
+        )
+        .unwrap();
+        format!("{input}.{}", b64.encode(signature))
+    }
+
+    #[test]
+    fn client_assertions_are_verified_for_real() {
+        let endpoint = "https://127.0.0.1:1/t/oauth2/v2.0/token";
+        let mut principal = FakePrincipal::default();
+        principal.certificates.insert(
+            "thumb".into(),
+            super::super::gcp::public_key_der(super::super::gcp::KEY_POOL[0]),
+        );
+        let now = 1_000_000;
+        let claims = |aud: &str, sub: &str, nbf: i64, exp: i64| serde_json::json!({"aud": aud, "iss": "app", "sub": sub, "jti": "j", "nbf": nbf, "exp": exp});
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": "thumb"});
+        let good = sign(0, header.clone(), claims(endpoint, "app", now, now + 600));
+        verify_assertion(&principal, "app", endpoint, &good, now).unwrap();
+        let code = |assertion: &str, now: i64| {
+            verify_assertion(&principal, "app", endpoint, assertion, now)
+                .unwrap_err()
+                .code
+        };
+        // Signed by another key, or with an unknown thumbprint, or tampered with.
+        assert_eq!(
+            code(
+                &sign(1, header.clone(), claims(endpoint, "app", now, now + 600)),
+                now
+            ),
+            700027
+        );
+        let unknown = serde_json::json!({"alg": "RS256", "x5t": "other"});
+        assert_eq!(
+            code(
+                &sign(0, unknown, claims(endpoint, "app", now, now + 600)),
+                now
+            ),
+            700027
+        );
+        let mut tampered = good.clone();
+        tampered.insert(tampered.find('.').unwrap() + 2, 'x');
+        assert!(verify_assertion(&principal, "app", endpoint, &tampered, now).is_err());
+        // Wrong audience, subject, expired, too long-lived.
+        assert_eq!(
+            code(
+                &sign(
+                    0,
+                    header.clone(),
+                    claims("https://elsewhere/token", "app", now, now + 600)
+                ),
+                now
+            ),
+            700016
+        );
+        assert_eq!(
+            code(
+                &sign(0, header.clone(), claims(endpoint, "other", now, now + 600)),
+                now
+            ),
+            700021
+        );
+        assert_eq!(code(&good, now + 601), 700024);
+        assert_eq!(
+            code(
+                &sign(0, header, claims(endpoint, "app", now, now + 7200)),
+                now
+            ),
+            700024
+        );
+        assert_eq!(code("not.a.jwt", now), 50027);
     }
 }

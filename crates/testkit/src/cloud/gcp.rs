@@ -56,7 +56,7 @@ const MAX_IAT_SKEW: i64 = 300;
 /// keys: `ring`, the RSA implementation already in the build, cannot generate RSA keys,
 /// and generating them with a pure-Rust bignum crate takes many seconds in debug builds.
 /// Each key handed out gets a fresh random key id; signatures are verified for real.
-const KEY_POOL: [&str; 2] = [
+pub(crate) const KEY_POOL: [&str; 2] = [
     "-----BEGIN PRIVATE KEY-----
 MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC0ohQKRgk7VNN/
 w18Qss/bXCrL90KsFuPM9mH99A5B7jDWaxSe7N2f1rL6THiNruMcRsjqvxuXiM01
@@ -587,7 +587,7 @@ fn pem_der(pem: &str) -> Vec<u8> {
 }
 
 /// The RSAPublicKey DER of a PKCS#8 private key from the pool.
-fn public_key_der(pem: &str) -> Vec<u8> {
+pub(crate) fn public_key_der(pem: &str) -> Vec<u8> {
     RsaKeyPair::from_pkcs8(&pem_der(pem))
         .map(|k| k.public_key().as_ref().to_vec())
         .unwrap_or_default()

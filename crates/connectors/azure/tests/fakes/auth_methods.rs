@@ -57,13 +57,6 @@ async fn bad_service_principal_credentials_give_aadsts_errors_without_secrets() 
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
     assert!(err.message().contains("AADSTS90002"), "{err}");
 
-    let cert = env
-        .service_principal("cert", SP)
-        .with_secret("client_certificate", "-----BEGIN CERTIFICATE-----");
-    let err = flavor().build_connector(cert).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(err.message().contains("client_secret"), "{err}");
-
     let missing = ConnectorConfig::new("x", "azure", "service-principal")
         .with_value("client_id", SP)
         .with_value("subscription_id", env.fake.subscription_id())
@@ -235,4 +228,128 @@ async fn the_fakes_are_https_and_only_the_configured_ca_is_trusted() {
     let err = flavor().build_connector(bad).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidSettings, "{err}");
     assert!(err.message().contains("ca_certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn a_service_principal_with_a_client_certificate_signs_its_client_assertions() {
+    let env = env().await;
+    env.allow_on_cluster(SP);
+    let certificate = env.fake.add_client_certificate(SP);
+    let connector = build(env.certificate_principal("cert", SP, &certificate.pem));
+    assert_works(&connector).await;
+    assert!(env.fake.issued_tokens(ARM_SCOPE) >= 1);
+    assert!(env.fake.issued_tokens(AKS_SCOPE) >= 1);
+    // The key never shows; the (public) thumbprint may.
+    let debug = format!("{connector:?}");
+    let key_line = certificate.private_key_pem.lines().nth(1).unwrap();
+    assert!(!debug.contains(key_line), "{debug}");
+    assert!(debug.contains(&certificate.thumbprint), "{debug}");
+
+    // Tokens renew through new assertions once the old ones lapse.
+    let client = connect(&connector, "prod").await.into_client().unwrap();
+    let issued = env.fake.issued_tokens(AKS_SCOPE);
+    env.fake.expire_tokens();
+    namespaces(&client)
+        .await
+        .expect("a fresh token from a new assertion");
+    assert!(env.fake.issued_tokens(AKS_SCOPE) > issued);
+}
+
+#[tokio::test]
+async fn entra_id_refuses_a_wrong_key_and_an_unregistered_certificate() {
+    let env = env().await;
+    let registered = env.fake.add_client_certificate(SP);
+    // Another application's certificate: the fake's next key, so a different one.
+    let other = env
+        .fake
+        .add_client_certificate("99999999-2222-4333-8444-555555555555");
+    assert_ne!(other.private_key_pem, registered.private_key_pem);
+    let mismatched = format!("{}\n{}", registered.certificate_pem, other.private_key_pem);
+    let err = connect_fails(
+        env.certificate_principal("wrong-key", SP, &mismatched),
+        "prod",
+        ErrorKind::Unauthenticated,
+        &[
+            "AADSTS700027",
+            "signature validation",
+            &registered.thumbprint,
+            "private key",
+        ],
+    )
+    .await;
+    let key_line = other.private_key_pem.lines().nth(1).unwrap();
+    assert!(!err.to_string().contains(key_line), "{err}");
+
+    let stranger = env.fake.unregistered_client_certificate(SP);
+    connect_fails(
+        env.certificate_principal("unregistered", SP, &stranger.pem),
+        "prod",
+        ErrorKind::Unauthenticated,
+        &[
+            "AADSTS700027",
+            "not registered on application",
+            &stranger.thumbprint,
+        ],
+    )
+    .await;
+    assert_eq!(env.fake.issued_tokens(ARM_SCOPE), 0);
+}
+
+#[tokio::test]
+async fn client_certificate_settings_are_checked_before_any_call() {
+    let env = env().await;
+    let certificate = env.fake.add_client_certificate(SP);
+    let check = |pem: String, password: Option<&str>, expected: &[&str]| {
+        let mut config = env.certificate_principal("bad", SP, &pem);
+        if let Some(password) = password {
+            config = config.with_secret("client_certificate_password", password);
+        }
+        let err = flavor().build_connector(config).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSettings, "{err}");
+        for text in expected {
+            assert!(err.message().contains(text), "{text:?} in {err}");
+        }
+        assert!(!err.message().contains("hunter2"), "{err}");
+    };
+    let encrypted = format!(
+        "{}-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        certificate.certificate_pem
+    );
+    check(
+        encrypted.clone(),
+        None,
+        &["`client_certificate`", "encrypted", "openssl pkcs8"],
+    );
+    check(
+        encrypted,
+        Some("hunter2"),
+        &["`client_certificate_password` cannot be used"],
+    );
+    check(
+        certificate.certificate_pem.clone(),
+        None,
+        &["`client_certificate`", "no PEM private key"],
+    );
+    check(
+        certificate.private_key_pem.clone(),
+        None,
+        &["`client_certificate`", "no PEM certificate"],
+    );
+    let both = env
+        .certificate_principal("both", SP, &certificate.pem)
+        .with_secret("client_secret", "s");
+    let err = flavor().build_connector(both).unwrap_err();
+    assert!(err.message().contains("keep one"), "{err}");
+    let neither = env.endpoints(
+        ConnectorConfig::new("neither", "azure", "service-principal")
+            .with_value("tenant_id", env.fake.tenant_id())
+            .with_value("client_id", SP),
+    );
+    let err = flavor().build_connector(neither).unwrap_err();
+    assert!(
+        err.message()
+            .contains("missing `client_secret` (or `client_certificate`"),
+        "{err}"
+    );
+    assert_eq!(env.fake.count("token"), 0);
 }

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use stepstack_connector_azure::{AzureConnector, AzureConnectorFlavor, AzureEnvironment};
 use stepstack_core::connector::KUBERNETES_CLUSTER;
-use stepstack_core::{ClusterConnection, ConnectorConfig, ServiceConnector};
+use stepstack_core::{ClusterConnection, ConnectorConfig, ErrorKind, ServiceConnector};
 use stepstack_testkit::cloud::azure::{FakeAksCluster, FakeAzure, FakeAzureOptions};
 use stepstack_testkit::{Cluster, ClusterOptions, Rule};
 
@@ -33,6 +33,22 @@ impl Env {
                 .with_value("tenant_id", self.fake.tenant_id())
                 .with_value("client_id", client_id)
                 .with_secret("client_secret", secret),
+        )
+    }
+
+    /// A `service-principal` connector configuration with a client certificate (`pem`:
+    /// certificate and private key).
+    pub(crate) fn certificate_principal(
+        &self,
+        name: &str,
+        client_id: &str,
+        pem: &str,
+    ) -> ConnectorConfig {
+        self.endpoints(
+            ConnectorConfig::new(name, "azure", "service-principal")
+                .with_value("tenant_id", self.fake.tenant_id())
+                .with_value("client_id", client_id)
+                .with_secret("client_certificate", pem),
         )
     }
 
@@ -86,6 +102,25 @@ pub(crate) async fn connect(connector: &dyn ServiceConnector, id: &str) -> Clust
         .connect(KUBERNETES_CLUSTER, Some(id))
         .await
         .unwrap_or_else(|e| panic!("connecting to `{id}` failed: {e}"))
+}
+
+/// Connects a connector built from `config` to cluster `id`, which must fail with an
+/// error of `kind` whose message holds each of `texts`; returns that error.
+pub(crate) async fn connect_fails(
+    config: ConnectorConfig,
+    id: &str,
+    kind: ErrorKind,
+    texts: &[&str],
+) -> stepstack_core::Error {
+    let err = build(config)
+        .connect(KUBERNETES_CLUSTER, Some(id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), kind, "{err}");
+    for text in texts {
+        assert!(err.message().contains(text), "{text:?} in {err}");
+    }
+    err
 }
 
 /// Lists namespaces with `client`: a real authenticated request.
