@@ -139,3 +139,124 @@ fn connecting_to_a_connector_with_several_clusters_asks_for_one_then_runs_a_step
         out.stdout
     );
 }
+
+/// Runs the kubeconfig user's exec plugin the way kubectl does and returns its token.
+fn exec_token(exec: &serde_json::Value) -> String {
+    let mut command = std::process::Command::new(exec["command"].as_str().expect("a command"));
+    for arg in exec["args"].as_array().expect("args") {
+        command.arg(arg.as_str().expect("string args"));
+    }
+    for var in exec["env"].as_array().into_iter().flatten() {
+        command.env(
+            var["name"].as_str().expect("env name"),
+            var["value"].as_str().expect("env value"),
+        );
+    }
+    let output = command.output().expect("the exec plugin runs");
+    assert!(output.status.success(), "{output:?}");
+    let credential: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("an ExecCredential");
+    assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(credential["kind"], "ExecCredential");
+    assert!(
+        credential["status"]["expirationTimestamp"].is_string(),
+        "{credential}"
+    );
+    credential["status"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+#[test]
+fn login_writes_a_kubectl_user_that_fetches_fresh_tokens() {
+    let gcp = gcp_with_two_clusters();
+    let cli = Stepstack::new();
+    register_gke(&cli, &gcp);
+    let kubeconfig = cli.home().join("kubeconfig");
+    let output = cli
+        .command(["service-connector", "login", "gke", "--resource-id", "prod"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("stepstack runs");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("fresh token"),
+        "{output:?}"
+    );
+
+    let written = std::fs::read_to_string(&kubeconfig).expect("login wrote the kubeconfig");
+    let written: serde_json::Value =
+        serde_norway::from_str(&written).expect("the kubeconfig is YAML");
+    let current = written["current-context"]
+        .as_str()
+        .expect("a current context");
+    let context = written["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == current)
+        .expect("the current context exists");
+    let user = written["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == context["context"]["user"])
+        .expect("the context's user exists");
+    assert!(
+        user["user"].get("token").is_none(),
+        "no static token: {user}"
+    );
+    let exec = &user["user"]["exec"];
+
+    let first = exec_token(exec);
+    assert_eq!(
+        gcp.fake.token_principal(&first).as_deref(),
+        Some(SERVICE_ACCOUNT)
+    );
+    gcp.fake.expire_tokens();
+    assert_eq!(gcp.fake.token_principal(&first), None);
+    let second = exec_token(exec);
+    assert_ne!(first, second);
+    assert_eq!(
+        gcp.fake.token_principal(&second).as_deref(),
+        Some(SERVICE_ACCOUNT)
+    );
+
+    // The real kubectl, when the machine has it (.ci/run installs it).
+    if let Ok(out) = std::process::Command::new("kubectl")
+        .args(["get", "namespaces", "-o", "name"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+    {
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("namespace/default"),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn login_with_static_token_writes_the_token_itself() {
+    let gcp = gcp_with_two_clusters();
+    let cli = Stepstack::new();
+    register_gke(&cli, &gcp);
+    let kubeconfig = cli.home().join("kubeconfig");
+    let output = cli
+        .command([
+            "service-connector",
+            "login",
+            "gke",
+            "--resource-id",
+            "prod",
+            "--static-token",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("stepstack runs");
+    assert!(output.status.success(), "{output:?}");
+    let written = std::fs::read_to_string(&kubeconfig).expect("login wrote the kubeconfig");
+    assert!(written.contains("token:"), "{written}");
+    assert!(!written.contains("exec:"), "{written}");
+}

@@ -12,7 +12,8 @@ use stepstack_core::{AutoConfigureRequest, ConnectorConfig, Error, ServiceConnec
 use stepstack_store::{ConnectorFilter, ConnectorUpdate, NewConnector, Store};
 
 use super::{
-    DescribeArgs, ListArgs, ListResourcesArgs, NameArg, RegisterArgs, UpdateArgs, VerifyArgs,
+    DescribeArgs, ListArgs, ListResourcesArgs, LoginArgs, NameArg, RegisterArgs, UpdateArgs,
+    VerifyArgs, credentials,
 };
 use crate::commands::Context;
 use crate::commands::support::{STEP_OPERATOR, build_connector, parse_labels};
@@ -421,28 +422,45 @@ pub(super) fn verify(args: VerifyArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
-pub(super) fn login(args: VerifyArgs, ctx: &Context<'_>) -> CliResult<Exit> {
+pub(super) fn login(args: LoginArgs, ctx: &Context<'_>) -> CliResult<Exit> {
+    let LoginArgs {
+        target: args,
+        static_token,
+    } = args;
     let store = ctx.store()?;
     let connector = build_connector(ctx, &store, &args.name)?;
     let resource_type = args
         .resource_type
         .clone()
         .unwrap_or_else(|| stepstack_core::connector::KUBERNETES_CLUSTER.to_owned());
-    let message = ctx
-        .block_on(connector.configure_local_client(&resource_type, args.resource_id.as_deref()))?
-        .map_err(|e| {
-            let kind = e.kind();
-            CliError::new(
-                Exit::for_kind(kind),
-                anyhow::anyhow!(
-                    "service connector '{}' could not configure the local client: {e}",
-                    args.name
-                ),
-            )
-        })?;
+    let resource_id = args.resource_id.as_deref();
+    let (message, refreshing) = ctx.block_on(async {
+        let message = connector
+            .configure_local_client(&resource_type, resource_id)
+            .await
+            .map_err(|e| {
+                let kind = e.kind();
+                CliError::new(
+                    Exit::for_kind(kind),
+                    anyhow::anyhow!(
+                        "service connector '{}' could not configure the local client: {e}",
+                        args.name
+                    ),
+                )
+            })?;
+        let refreshing = !static_token
+            && credentials::use_token_command(ctx, connector.as_ref(), &resource_type, resource_id)
+                .await?;
+        CliResult::Ok((message, refreshing))
+    })??;
     let spec = connector.connector_type();
     let printer = ctx.printer();
     printer.line(&message)?;
+    if refreshing {
+        printer.line(
+            "kubectl gets a fresh token from `stepstack service-connector token` whenever the current one expires.",
+        )?;
+    }
     printer.line(format!(
         "The '{}' {} was used to successfully configure the local {} client.",
         args.name,

@@ -8,6 +8,7 @@ use stepstack_core::connector::ConnectorTypeSpec;
 
 use super::Context;
 
+mod credentials;
 mod manage;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output::table;
@@ -27,7 +28,9 @@ pub(crate) enum ServiceConnectorCommand {
     /// Check a connector's credentials and list what they reach.
     Verify(VerifyArgs),
     /// Configure the local client (kubeconfig) for a resource the connector reaches.
-    Login(VerifyArgs),
+    Login(LoginArgs),
+    /// Print a fresh token as a kubectl ExecCredential (the credential plugin `login` sets up).
+    Token(TokenArgs),
     /// List the resources every registered connector reaches.
     ListResources(ListResourcesArgs),
     /// List the connector types this build knows.
@@ -153,6 +156,36 @@ pub(crate) struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    #[command(flatten)]
+    target: VerifyArgs,
+    /// Write the current token into the kubeconfig instead of a user that runs
+    /// `stepstack service-connector token` (the token stops working when it expires).
+    #[arg(long)]
+    static_token: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// The connector's name or id.
+    name: String,
+    /// The resource type (default: kubernetes-cluster).
+    #[arg(short = 'r', long)]
+    resource_type: Option<String>,
+    /// The resource.
+    #[arg(long)]
+    resource_id: Option<String>,
+}
+
+impl TokenArgs {
+    fn resource_type(&self) -> String {
+        self.resource_type
+            .clone()
+            .unwrap_or_else(|| stepstack_core::connector::KUBERNETES_CLUSTER.to_owned())
+    }
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ListResourcesArgs {
     /// Only connectors of this type.
     #[arg(short = 'c', long)]
@@ -202,6 +235,7 @@ pub(crate) fn run(command: ServiceConnectorCommand, ctx: &Context<'_>) -> CliRes
         ServiceConnectorCommand::Delete(args) => manage::delete(args, ctx),
         ServiceConnectorCommand::Verify(args) => manage::verify(args, ctx),
         ServiceConnectorCommand::Login(args) => manage::login(args, ctx),
+        ServiceConnectorCommand::Token(args) => credentials::token(args, ctx),
         ServiceConnectorCommand::ListResources(args) => manage::list_resources(args, ctx),
         ServiceConnectorCommand::ListTypes(args) => list_types(args, ctx),
         ServiceConnectorCommand::DescribeType(args) => describe_type(args, ctx),
