@@ -31,7 +31,8 @@ pub const ARM_API_VERSION: &str = "2024-09-01";
 /// Settings every auth method shares.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 pub struct AzureCommonConfig {
-    /// The subscription whose AKS clusters are listed.
+    /// The subscription whose AKS clusters are listed; unset, the single subscription the
+    /// identity can see (an error names them when it sees several).
     #[serde(default)]
     pub subscription_id: Option<String>,
     /// Limits the connector to the clusters of this resource group.
@@ -143,7 +144,8 @@ pub(crate) enum Credentials {
 /// A parsed configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Parsed {
-    pub(crate) subscription_id: String,
+    /// `None`: the single subscription the identity sees, looked up on first use.
+    pub(crate) subscription_id: Option<String>,
     pub(crate) resource_group: Option<String>,
     pub(crate) authority_host: String,
     pub(crate) management_endpoint: String,
@@ -225,9 +227,10 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
     let subscription_id = common
         .subscription_id
         .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .ok_or(AzureError::MissingSubscription)?;
-    check_id("subscription_id", &subscription_id, method)?;
+        .filter(|s| !s.is_empty());
+    if let Some(subscription_id) = &subscription_id {
+        check_id("subscription_id", subscription_id, method)?;
+    }
     let resource_group = common
         .resource_group
         .map(|g| g.trim().to_owned())

@@ -14,6 +14,7 @@ use stepstack_core::{
     BearerToken, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind, Result,
     ServiceConnector, TokenSource,
 };
+use tokio::sync::OnceCell;
 
 use crate::aks::{self, AksIds, ClusterList, ClusterRef, CredentialResults, ManagedCluster};
 use crate::auth::{self, AKS_SERVER_APP_SCOPE, AccessToken, AzureAuth};
@@ -26,6 +27,9 @@ use crate::error::{AResult, AzureError};
 
 /// The connector type id.
 pub const CONNECTOR_TYPE: &str = "azure";
+
+/// The `api-version` of `GET /subscriptions`.
+const SUBSCRIPTIONS_API_VERSION: &str = "2022-12-01";
 
 /// The longest list of pages followed through `nextLink`.
 const MAX_PAGES: usize = 100;
@@ -117,6 +121,7 @@ impl AzureConnectorFlavor {
             self.environment.clone(),
         );
         Ok(AzureConnector {
+            subscription: OnceCell::new_with(parsed.subscription_id.clone()),
             scope,
             parsed,
             auth: Arc::new(auth),
@@ -147,14 +152,17 @@ impl ConnectorFlavor for AzureConnectorFlavor {
 pub struct AzureConnector {
     scope: ConnectorScope,
     parsed: Parsed,
+    /// The configured subscription, or the single one the identity sees (found once).
+    subscription: OnceCell<String>,
     auth: Arc<AzureAuth>,
     environment: Arc<AzureEnvironment>,
 }
 
 impl AzureConnector {
-    /// The subscription whose clusters this connector lists.
-    pub fn subscription_id(&self) -> &str {
-        &self.parsed.subscription_id
+    /// The subscription whose clusters this connector lists: the configured one, or
+    /// (once the connector has been used) the single subscription the identity sees.
+    pub fn subscription_id(&self) -> Option<&str> {
+        self.subscription.get().map(String::as_str)
     }
 
     /// The resource group the connector is limited to, if any.
@@ -167,9 +175,68 @@ impl AzureConnector {
     }
 
     fn core_error(&self, error: AzureError) -> Error {
-        error
-            .into_core(self.name())
-            .with_context("subscription", self.subscription_id().to_owned())
+        let error = error.into_core(self.name());
+        match self.subscription_id() {
+            Some(subscription) => error.with_context("subscription", subscription.to_owned()),
+            None => error,
+        }
+    }
+
+    /// The subscription: the configured one, else the single one the identity sees
+    /// (`GET {management}/subscriptions`), looked up once.
+    async fn subscription(&self) -> AResult<&str> {
+        self.subscription
+            .get_or_try_init(|| self.discover_subscription())
+            .await
+            .map(String::as_str)
+    }
+
+    async fn discover_subscription(&self) -> AResult<String> {
+        let mut url = format!(
+            "{}/subscriptions?api-version={SUBSCRIPTIONS_API_VERSION}",
+            self.parsed.management_endpoint
+        );
+        let mut subscriptions = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let response = self.arm_call(http::Method::GET, &url).await?;
+            if response.status != 200 {
+                let (code, message) = arm_error_parts(&response);
+                return Err(AzureError::SubscriptionList {
+                    endpoint: self.parsed.management_endpoint.clone(),
+                    status: response.status,
+                    code,
+                    message,
+                });
+            }
+            let page: SubscriptionList = response.json(&url)?;
+            subscriptions.extend(page.value);
+            match page.next_link.filter(|l| !l.is_empty()) {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        let described = |list: &[Subscription]| {
+            list.iter()
+                .map(|s| match &s.display_name {
+                    Some(name) => format!("{} ({name})", s.subscription_id),
+                    None => s.subscription_id.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match subscriptions.as_slice() {
+            [one] => {
+                tracing::info!(connector = %self.name(), subscription = %one.subscription_id, "using the only subscription the identity sees");
+                Ok(one.subscription_id.clone())
+            }
+            [] => Err(AzureError::NoSubscription {
+                endpoint: self.parsed.management_endpoint.clone(),
+            }),
+            several => Err(AzureError::SeveralSubscriptions {
+                count: several.len(),
+                subscriptions: described(several),
+            }),
+        }
     }
 
     /// The checks every use of the credentials starts with.
@@ -197,12 +264,12 @@ impl AzureConnector {
     }
 
     /// The ARM URL of `path` (below the subscription) with the api-version.
-    fn arm_url(&self, path: &str) -> String {
-        format!(
+    async fn arm_url(&self, path: &str) -> AResult<String> {
+        Ok(format!(
             "{}/subscriptions/{}{path}?api-version={ARM_API_VERSION}",
             self.parsed.management_endpoint,
-            self.subscription_id()
-        )
+            self.subscription().await?
+        ))
     }
 
     /// A call to ARM with the cached token; on 401 once more with a new one.
@@ -225,7 +292,7 @@ impl AzureConnector {
     }
 
     fn arm_error(&self, response: &HttpResponse, action: &'static str) -> AzureError {
-        let subscription = self.subscription_id().to_owned();
+        let subscription = self.subscription_id().unwrap_or_default().to_owned();
         let (code, message) = arm_error_parts(response);
         match response.status {
             401 => AzureError::ArmUnauthenticated {
@@ -258,7 +325,7 @@ impl AzureConnector {
             }
             None => "/providers/Microsoft.ContainerService/managedClusters".to_owned(),
         };
-        let mut url = self.arm_url(&path);
+        let mut url = self.arm_url(&path).await?;
         let mut clusters = Vec::new();
         for _ in 0..MAX_PAGES {
             let response = self.arm_call(http::Method::GET, &url).await?;
@@ -279,7 +346,7 @@ impl AzureConnector {
     /// resource group) is fetched directly; otherwise a bare name must be unique.
     async fn find_cluster(&self, id: &str) -> AResult<ManagedCluster> {
         let cluster = ClusterRef::parse(id)?;
-        let subscription = self.subscription_id().to_owned();
+        let subscription = self.subscription().await?.to_owned();
         if let (Some(group), Some(configured)) =
             (&cluster.resource_group, &self.parsed.resource_group)
             && !group.eq_ignore_ascii_case(configured)
@@ -298,7 +365,8 @@ impl AzureConnector {
             let url = self.arm_url(&format!(
                 "/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{}",
                 cluster.name
-            ));
+            ))
+            .await?;
             let response = self.arm_call(http::Method::GET, &url).await?;
             return match response.status {
                 200 => Ok(response.json(&url)?),
@@ -356,7 +424,8 @@ impl AzureConnector {
             "/resourceGroups/{}/providers/Microsoft.ContainerService/managedClusters/{}/{action}",
             cluster.resource_group(),
             cluster.name
-        ));
+        ))
+        .await?;
         let response = self.arm_call(http::Method::POST, &url).await?;
         if response.status == 403 && which == "admin" {
             let (_, message) = arm_error_parts(&response);
@@ -435,7 +504,7 @@ impl AzureConnector {
             .with_token_source(Arc::new(EntraTokenSource {
                 auth: self.auth.clone(),
                 connector: self.name().to_owned(),
-                subscription: self.subscription_id().to_owned(),
+                subscription: self.subscription().await?.to_owned(),
             }))
             .with_expires_at(current.expires_at))
     }
@@ -486,6 +555,24 @@ impl AzureConnector {
             cluster.resource_group()
         ))
     }
+}
+
+/// A page of `GET /subscriptions`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionList {
+    #[serde(default)]
+    value: Vec<Subscription>,
+    #[serde(default)]
+    next_link: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Subscription {
+    subscription_id: String,
+    #[serde(default)]
+    display_name: Option<String>,
 }
 
 /// ARM's `error.code` and `error.message` (or the start of the body).
@@ -550,9 +637,14 @@ impl ResourceVerifier for AzureConnector {
             let error = self.core_error(e);
             if error.kind() == ErrorKind::NotFound {
                 // As ZenML: a cluster that is not listed is "not found or not accessible".
-                Error::new(ErrorKind::PermissionDenied, error.message().to_owned())
-                    .with_context("connector", self.name().to_owned())
-                    .with_context("subscription", self.subscription_id().to_owned())
+                let denied = Error::new(ErrorKind::PermissionDenied, error.message().to_owned())
+                    .with_context("connector", self.name().to_owned());
+                match self.subscription_id() {
+                    Some(subscription) => {
+                        denied.with_context("subscription", subscription.to_owned())
+                    }
+                    None => denied,
+                }
             } else {
                 error
             }

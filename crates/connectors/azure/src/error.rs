@@ -13,9 +13,24 @@ pub(crate) enum AzureError {
     InvalidConfig { method: String, reason: String },
 
     #[error(
-        "no subscription id: set `subscription_id` in the connector configuration (or AZURE_SUBSCRIPTION_ID for the implicit method)"
+        "`subscription_id` is not set and the identity sees no Azure subscription at {endpoint}; set `subscription_id` (or AZURE_SUBSCRIPTION_ID for the implicit method), and make sure the identity has a role (e.g. Reader) on that subscription"
     )]
-    MissingSubscription,
+    NoSubscription { endpoint: String },
+
+    #[error(
+        "`subscription_id` is not set and the identity sees {count} Azure subscriptions: {subscriptions}; set `subscription_id` to the one whose AKS clusters the connector should use"
+    )]
+    SeveralSubscriptions { count: usize, subscriptions: String },
+
+    #[error(
+        "`subscription_id` is not set, and listing the subscriptions the identity sees at {endpoint} failed (HTTP {status}, {code}): {message}; set `subscription_id`"
+    )]
+    SubscriptionList {
+        endpoint: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
 
     #[error(
         "Microsoft Entra ID ({endpoint}) refused the client-credentials grant of `{client_id}` in tenant `{tenant}` for scope `{scope}`: {reason}"
@@ -137,12 +152,17 @@ impl AzureError {
         match self {
             InvalidConfig { .. }
             | InvalidClientCertificate { .. }
-            | MissingSubscription
+            | NoSubscription { .. }
+            | SeveralSubscriptions { .. }
             | InvalidResourceId { .. }
             | AmbiguousCluster { .. }
             | NoKubernetesToken { .. }
             | NoLoginPath => ErrorKind::InvalidSettings,
             TokenRejected { .. } | ArmUnauthenticated { .. } => ErrorKind::Unauthenticated,
+            SubscriptionList { status: 401, .. } => ErrorKind::Unauthenticated,
+            SubscriptionList { status: 403, .. } => ErrorKind::PermissionDenied,
+            SubscriptionList { status, .. } if *status >= 500 => ErrorKind::Unavailable,
+            SubscriptionList { .. } => ErrorKind::Internal,
             ArmDenied { .. } | AdminCredentialsDisabled { .. } | OutsideResourceGroup { .. } => {
                 ErrorKind::PermissionDenied
             }

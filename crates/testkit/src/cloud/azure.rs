@@ -14,7 +14,8 @@
 //!   the token endpoint, `iss` = `sub` = the client id, a `jti`, `nbf`..`exp` around now.
 //!   Errors are AADSTS-shaped:
 //!   `{"error", "error_description": "AADSTS…: …", "error_codes": […], "trace_id", …}`.
-//! - `GET /subscriptions/{sub}/providers/Microsoft.ContainerService/managedClusters`,
+//! - `GET /subscriptions` (the visible subscriptions, [`FakeAzure::set_visible_subscriptions`]),
+//!   `GET /subscriptions/{sub}/providers/Microsoft.ContainerService/managedClusters`,
 //!   `GET /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters`,
 //!   `GET …/managedClusters/{name}`,
 //!   `POST …/managedClusters/{name}/listClusterUserCredential` (a kubeconfig, base64 in
@@ -182,7 +183,7 @@ impl FakeAksCluster {
 /// One request the fake answered, for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AzureCall {
-    /// `token`, `listClusters`, `getCluster`, `listClusterUserCredential`,
+    /// `token`, `listSubscriptions`, `listClusters`, `getCluster`, `listClusterUserCredential`,
     /// `listClusterAdminCredential`, and `clusterToken` for a bearer token the emulated
     /// cluster checked through [`FakeAzure::aks_token_validator`] (401 when the fake
     /// issued it but it expired or is for another scope).
@@ -238,6 +239,8 @@ struct AzureState {
     certificates_made: Mutex<usize>,
     tokens: RwLock<HashMap<String, IssuedToken>>,
     admin_tokens: RwLock<HashMap<String, String>>,
+    /// The subscriptions `GET /subscriptions` lists: (id, display name).
+    subscriptions: RwLock<Vec<(String, String)>>,
     /// (resource group lower-case, name) → cluster.
     clusters: RwLock<BTreeMap<(String, String), FakeAksCluster>>,
     calls: Mutex<Vec<AzureCall>>,
@@ -312,9 +315,14 @@ impl FakeAzure {
         }
         let pki = Pki::generate().map_err(std::io::Error::other)?;
         let tls = pki.server_config().map_err(std::io::Error::other)?;
+        let subscriptions = vec![(
+            options.subscription_id.clone(),
+            "Fake subscription".to_owned(),
+        )];
         let state = Arc::new(AzureState {
             endpoint: endpoint.clone(),
             ca_pem: pki.ca_pem().to_owned(),
+            subscriptions: RwLock::new(subscriptions),
             options: RwLock::new(options),
             principals: RwLock::new(HashMap::new()),
             certificates_made: Mutex::new(0),
@@ -417,6 +425,13 @@ impl FakeAzure {
     /// The token endpoint of the fake's tenant (the `aud` of client assertions).
     pub fn token_endpoint(&self) -> String {
         self.state.token_endpoint(&self.tenant_id())
+    }
+
+    /// Sets the subscriptions `GET /subscriptions` lists, as (id, display name); at
+    /// first it lists the fake's subscription. Only the fake's subscription serves
+    /// clusters.
+    pub fn set_visible_subscriptions(&self, subscriptions: Vec<(String, String)>) {
+        *self.state.subscriptions.write() = subscriptions;
     }
 
     /// Adds (or replaces) a cluster.
@@ -626,6 +641,13 @@ async fn handle(State(state): State<Arc<AzureState>>, request: Request) -> Respo
         && let Some(tenant) = path.strip_suffix("/oauth2/v2.0/token")
     {
         return token(&state, tenant.trim_start_matches('/'), &body);
+    }
+    if method == http::Method::GET && path.trim_end_matches('/') == "/subscriptions" {
+        return subscriptions(
+            &state,
+            parts.uri.query().unwrap_or_default(),
+            &parts.headers,
+        );
     }
     if path.starts_with("/subscriptions/") {
         if !parts
@@ -854,6 +876,47 @@ fn verify_assertion(
     Ok(())
 }
 
+/// `GET /subscriptions`: the visible subscriptions, for an ARM token.
+fn subscriptions(state: &AzureState, query: &str, headers: &HeaderMap) -> Response<Body> {
+    if !query.contains("api-version=") {
+        return arm_error(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        );
+    }
+    let Some(principal) = bearer(headers).and_then(|t| state.principal_of(t, ARM_SCOPE)) else {
+        state.record("listSubscriptions", None, Some(401));
+        return arm_error(
+            401,
+            "InvalidAuthenticationToken",
+            "The access token is invalid or has expired, or was not issued for https://management.azure.com.",
+        );
+    };
+    let tenant = state.options.read().tenant_id.clone();
+    let value: Vec<serde_json::Value> = state
+        .subscriptions
+        .read()
+        .iter()
+        .map(|(id, name)| {
+            serde_json::json!({
+                "id": format!("/subscriptions/{id}"),
+                "authorizationSource": "RoleBased",
+                "subscriptionId": id,
+                "tenantId": tenant,
+                "displayName": name,
+                "state": "Enabled",
+                "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"},
+            })
+        })
+        .collect();
+    state.record("listSubscriptions", Some(&principal), None);
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"count": {"type": "Total", "value": value.len()}, "value": value}),
+    )
+}
+
 fn arm(
     state: &AzureState,
     method: &http::Method,
@@ -1022,6 +1085,7 @@ mod tests {
         let state = AzureState {
             endpoint: String::new(),
             ca_pem: String::new(),
+            subscriptions: RwLock::new(Vec::new()),
             options: RwLock::new(FakeAzureOptions::default()),
             principals: RwLock::new(HashMap::new()),
             certificates_made: Mutex::new(0),

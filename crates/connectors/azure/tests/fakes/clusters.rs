@@ -1,5 +1,5 @@
 //! Listing AKS clusters across resource groups, and the errors for missing, ambiguous
-//! and out-of-scope clusters.
+//! and out-of-scope clusters; the subscription when `subscription_id` is unset.
 
 use stepstack_core::ErrorKind;
 use stepstack_core::ServiceConnector;
@@ -171,4 +171,81 @@ async fn the_connector_type_passes_conformance_and_reaches_its_clusters() {
     let mut registry = stepstack_core::Registry::new();
     stepstack_connector_azure::register(&mut registry).unwrap();
     assert!(stepstack_connector_azure::register(&mut registry).is_err());
+}
+
+#[tokio::test]
+async fn without_a_subscription_id_the_only_visible_subscription_is_used() {
+    let env = env().await;
+    env.allow_on_cluster(SP);
+    let mut config = env.service_principal("any-sub", SP);
+    config.values.remove("subscription_id");
+    let connector = build(config);
+    assert_eq!(connector.subscription_id(), None);
+    assert_works(&connector).await;
+    let subscription = env.fake.subscription_id();
+    assert_eq!(connector.subscription_id(), Some(subscription.as_str()));
+    let report = connector
+        .verify(Some(KUBERNETES_CLUSTER), None)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    // Looked up once, then remembered.
+    assert_eq!(env.fake.count("listSubscriptions"), 1);
+}
+
+#[tokio::test]
+async fn no_or_several_visible_subscriptions_ask_for_a_subscription_id() {
+    let env = env().await;
+    env.allow_on_cluster(SP);
+    let without = |name: &str| {
+        let mut config = env.service_principal(name, SP);
+        config.values.remove("subscription_id");
+        config
+    };
+    let subscription = env.fake.subscription_id();
+    env.fake.set_visible_subscriptions(vec![
+        (subscription.clone(), "Production".to_owned()),
+        (
+            "22222222-0000-4000-8000-000000000000".to_owned(),
+            "Dev/Test".to_owned(),
+        ),
+    ]);
+    let err = connect_fails(
+        without("several"),
+        "prod",
+        ErrorKind::InvalidSettings,
+        &[
+            "`subscription_id` is not set",
+            "sees 2 Azure subscriptions",
+            &format!("{subscription} (Production)"),
+            "22222222-0000-4000-8000-000000000000 (Dev/Test)",
+            "set `subscription_id`",
+        ],
+    )
+    .await;
+    assert_eq!(err.context_value("subscription"), None, "{err}");
+    // list-resources fails as a whole: the configuration is incomplete.
+    let err = build(without("several-verify"))
+        .verify(Some(KUBERNETES_CLUSTER), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidSettings, "{err}");
+    assert!(
+        err.message().contains("sees 2 Azure subscriptions"),
+        "{err}"
+    );
+
+    env.fake.set_visible_subscriptions(Vec::new());
+    connect_fails(
+        without("none"),
+        "prod",
+        ErrorKind::InvalidSettings,
+        &[
+            "sees no Azure subscription",
+            "set `subscription_id`",
+            "role (e.g. Reader)",
+        ],
+    )
+    .await;
+    assert_eq!(env.fake.count("listClusters"), 0);
 }
