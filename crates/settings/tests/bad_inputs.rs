@@ -151,6 +151,73 @@ fn more_kubernetes_rules() {
 }
 
 #[test]
+fn pod_affinity_env_names_and_annotation_size() {
+    let doc = json!({
+        "pod_settings": {
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "gpu-memory", "operator": "Gt", "values": ["lots"]}
+                    ]}]
+                }},
+                "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchLabels": {"app": "not ok!"}},
+                    "topologyKey": ""
+                }]},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                    "weight": 0,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchExpressions": [
+                            {"key": "step", "operator": "Exists", "values": ["x"]},
+                            {"key": "bad key", "operator": "In", "values": ["a"]}
+                        ]},
+                        "namespaces": ["ML"],
+                        "topologyKey": "kubernetes.io/hostname"
+                    }
+                }]}
+            },
+            "env": [
+                {"name": "EPOCHS", "value": "3"},
+                {"name": "EPOCHS", "value": "4"},
+                {"name": "BAD=NAME", "value": "x"},
+                {"name": "caf\u{e9}", "value": "x"}
+            ],
+            "annotations": {"notes": "x".repeat(300 * 1024)}
+        }
+    });
+    let report = parse_settings(&doc, "").unwrap_err();
+    let messages: Vec<String> = report.issues.iter().map(|i| i.to_string()).collect();
+    let node = "pod_settings.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]";
+    let pod = "pod_settings.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]";
+    let anti =
+        "pod_settings.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]";
+    let expect = [
+        format!("{node}.values[0]: `lots` is not an integer; operators Gt and Lt compare integers"),
+        format!("{pod}.topologyKey: must not be empty; name the node label that defines the topology, e.g. kubernetes.io/hostname"),
+        format!("{pod}.labelSelector.matchLabels.app: invalid label value `not ok!`: must consist of alphanumeric characters, '-', '_' or '.', and start and end with an alphanumeric character"),
+        format!("{anti}.weight: must be between 1 and 100"),
+        format!("{anti}.podAffinityTerm.labelSelector.matchExpressions[0].values: must be empty for operator Exists or DoesNotExist"),
+        format!("{anti}.podAffinityTerm.labelSelector.matchExpressions[1].key: invalid label key: name part must consist of alphanumeric characters, '-', '_' or '.', and start and end with an alphanumeric character"),
+        format!("{anti}.podAffinityTerm.namespaces[0]: invalid namespace name: must be a DNS-1123 label: lowercase alphanumeric characters or '-', starting and ending with an alphanumeric character"),
+        "pod_settings.env[1].name: `EPOCHS` is also set by env[0]; Kubernetes would silently keep only the last one, so set it once".to_owned(),
+        "pod_settings.env[2].name: `BAD=NAME` contains '='; environment variable names are printable ASCII without '='".to_owned(),
+        "pod_settings.env[3].name: `caf\\u{e9}` contains 'é'; environment variable names are printable ASCII without '='".to_owned(),
+        "pod_settings.annotations: the annotations total 307205 bytes; Kubernetes accepts at most 262144 (256 KiB) per object; keep large data in a ConfigMap or volume instead".to_owned(),
+    ];
+    for e in &expect {
+        assert!(
+            messages.iter().any(|m| m == e),
+            "missing `{e}` in:\n{report}"
+        );
+    }
+    assert_eq!(
+        messages.len(),
+        expect.len(),
+        "unexpected extra issues:\n{report}"
+    );
+}
+
+#[test]
 fn snake_case_pod_spec_args_are_canonicalised() {
     let s = parse_settings(
         &json!({"pod_settings": {"additional_pod_spec_args": {

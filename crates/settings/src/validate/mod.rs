@@ -5,6 +5,7 @@
 //! Kubernetes rules on the typed value ([`rules`]). Problems below a value that already
 //! failed structurally are not reported twice.
 
+pub(crate) mod affinity;
 pub(crate) mod k8s_names;
 pub(crate) mod rules;
 pub(crate) mod structure;

@@ -2,14 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{
-    Affinity, NodeSelectorRequirement, ResourceRequirements, Toleration, Volume,
-};
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration, Volume};
 
 use crate::error::{IssueKind, Path, ValidationReport};
 use crate::pod_settings::KubernetesPodSettings;
 use crate::quantity::parse_quantity;
 use crate::step_operator::KubernetesStepOperatorSettings;
+use crate::validate::affinity::check_affinity;
 use crate::validate::k8s_names::{
     check_dns1123_label, check_dns1123_subdomain, check_label_value, check_qualified_name,
 };
@@ -103,6 +102,17 @@ pub(crate) fn check_pod_settings(
             );
         }
     }
+    let annotation_bytes: usize = ps.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if annotation_bytes > MAX_ANNOTATION_BYTES {
+        r.push(
+            path.key("annotations").to_string(),
+            IssueKind::InvalidValue,
+            format!(
+                "the annotations total {annotation_bytes} bytes; Kubernetes accepts at most {MAX_ANNOTATION_BYTES} (256 KiB) per object; \
+                 keep large data in a ConfigMap or volume instead"
+            ),
+        );
+    }
     if let Some(affinity) = &ps.affinity {
         check_affinity(affinity, &path.key("affinity"), r);
     }
@@ -166,13 +176,19 @@ pub(crate) fn check_pod_settings(
             e,
         );
     }
+    let mut env_names = BTreeMap::new();
     for (i, env) in ps.env.iter().enumerate() {
         let p = path.key("env").index(i);
-        if env.name.is_empty() || env.name.contains('=') {
+        if let Err(problem) = check_env_var_name(&env.name) {
+            r.push(p.key("name").to_string(), IssueKind::InvalidValue, problem);
+        } else if let Some(first) = env_names.insert(env.name.as_str(), i) {
             r.push(
                 p.key("name").to_string(),
                 IssueKind::InvalidValue,
-                "must be a non-empty name without '='",
+                format!(
+                    "`{}` is also set by env[{first}]; Kubernetes would silently keep only the last one, so set it once",
+                    env.name
+                ),
             );
         }
         if env.value.is_some() && env.value_from.is_some() {
@@ -199,6 +215,24 @@ pub(crate) fn check_pod_settings(
             _ => {}
         }
     }
+}
+
+/// The most bytes (keys plus values) the annotations of one object may hold.
+const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+
+/// Environment variable names: any printable ASCII except `=` (the API server's rule
+/// since relaxed environment variable validation became the default).
+fn check_env_var_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if let Some(bad) = name.chars().find(|c| *c == '=' || !(' '..='~').contains(c)) {
+        return Err(format!(
+            "`{}` contains {bad:?}; environment variable names are printable ASCII without '='",
+            name.escape_default()
+        ));
+    }
+    Ok(())
 }
 
 fn check_label_map(
@@ -231,87 +265,6 @@ fn check_label_map(
                 format!("invalid label value `{value}`: {e}"),
             );
         }
-    }
-}
-
-fn check_affinity(a: &Affinity, path: &Path, r: &mut ValidationReport) {
-    let Some(node) = &a.node_affinity else { return };
-    let p = path.key("nodeAffinity");
-    if let Some(required) = &node.required_during_scheduling_ignored_during_execution {
-        let p = p.key("requiredDuringSchedulingIgnoredDuringExecution");
-        if required.node_selector_terms.is_empty() {
-            r.push(
-                p.key("nodeSelectorTerms").to_string(),
-                IssueKind::InvalidValue,
-                "must have at least one term",
-            );
-        }
-        for (i, term) in required.node_selector_terms.iter().enumerate() {
-            let tp = p.key("nodeSelectorTerms").index(i);
-            for (j, req) in term.match_expressions.iter().flatten().enumerate() {
-                check_node_requirement(req, &tp.key("matchExpressions").index(j), r);
-            }
-        }
-    }
-    if let Some(preferred) = &node.preferred_during_scheduling_ignored_during_execution {
-        let p = p.key("preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, term) in preferred.iter().enumerate() {
-            let tp = p.index(i);
-            if !(1..=100).contains(&term.weight) {
-                r.push(
-                    tp.key("weight").to_string(),
-                    IssueKind::InvalidValue,
-                    "must be between 1 and 100",
-                );
-            }
-            for (j, req) in term
-                .preference
-                .match_expressions
-                .iter()
-                .flatten()
-                .enumerate()
-            {
-                check_node_requirement(
-                    req,
-                    &tp.key("preference").key("matchExpressions").index(j),
-                    r,
-                );
-            }
-        }
-    }
-}
-
-fn check_node_requirement(req: &NodeSelectorRequirement, path: &Path, r: &mut ValidationReport) {
-    if let Err(e) = check_qualified_name(&req.key) {
-        r.push(
-            path.key("key").to_string(),
-            IssueKind::InvalidValue,
-            format!("invalid label key: {e}"),
-        );
-    }
-    let n = req.values.as_ref().map_or(0, Vec::len);
-    let problem = match req.operator.as_str() {
-        "In" | "NotIn" if n == 0 => Some("must have at least one value for operator In or NotIn"),
-        "Exists" | "DoesNotExist" if n > 0 => {
-            Some("must be empty for operator Exists or DoesNotExist")
-        }
-        "Gt" | "Lt" if n != 1 => Some("must have exactly one integer value for operator Gt or Lt"),
-        "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => None,
-        _ => {
-            r.push(
-                path.key("operator").to_string(),
-                IssueKind::InvalidValue,
-                format!("invalid operator `{}`, expected one of In, NotIn, Exists, DoesNotExist, Gt, Lt", req.operator),
-            );
-            None
-        }
-    };
-    if let Some(problem) = problem {
-        r.push(
-            path.key("values").to_string(),
-            IssueKind::InvalidValue,
-            problem,
-        );
     }
 }
 
