@@ -81,10 +81,10 @@ impl AwsEnvironment {
     /// The kubeconfig that `login` updates: the first file of `KUBECONFIG`, else
     /// `~/.kube/config`.
     pub(crate) fn kubeconfig_path(&self) -> Option<PathBuf> {
-        match self.var("KUBECONFIG") {
-            Some(list) => std::env::split_paths(list).find(|p| !p.as_os_str().is_empty()),
-            None => self.home.as_ref().map(|h| h.join(".kube").join("config")),
-        }
+        stepstack_core::connector::kubeconfig::login_path(
+            self.var("KUBECONFIG").map(std::ffi::OsStr::new),
+            self.home.as_deref(),
+        )
     }
 
     /// The profile named by `AWS_PROFILE`.

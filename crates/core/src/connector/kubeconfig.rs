@@ -3,8 +3,10 @@
 //! same names, everything else stays as written, and the file is replaced atomically
 //! (a temporary file in the same directory, then a rename), readable by its owner only.
 
+use std::ffi::OsStr;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use kube::config::{
     AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
@@ -63,10 +65,33 @@ pub fn token_login(
     }
 }
 
+/// The kubeconfig a login writes, as kubectl picks the file it modifies: the first entry
+/// of `KUBECONFIG` (the variable's value, `kubeconfig_var`), else `~/.kube/config`.
+pub fn login_path(kubeconfig_var: Option<&OsStr>, home: Option<&Path>) -> Option<PathBuf> {
+    match kubeconfig_var.filter(|v| !v.is_empty()) {
+        Some(list) => std::env::split_paths(list).find(|p| !p.as_os_str().is_empty()),
+        None => home.map(|h| h.join(".kube").join("config")),
+    }
+}
+
+/// How long a login waits for another writer to release the kubeconfig's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// Merges `entries` into the kubeconfig at `path` (created if missing, following a
 /// symlink to the real file) and replaces the file atomically; a file that is not a
 /// valid kubeconfig is left untouched and no temporary file remains on any error.
+///
+/// The read-modify-write holds client-go's lock (`<file>.lock`, created exclusively),
+/// so concurrent logins and `kubectl config` commands do not lose each other's entries.
 pub fn write_login(path: &Path, entries: Kubeconfig) -> Result<(), KubeconfigWriteError> {
+    write_login_waiting(path, entries, LOCK_WAIT)
+}
+
+fn write_login_waiting(
+    path: &Path,
+    entries: Kubeconfig,
+    lock_wait: Duration,
+) -> Result<(), KubeconfigWriteError> {
     let fail = |reason: String| KubeconfigWriteError {
         path: path.to_owned(),
         reason,
@@ -77,6 +102,13 @@ pub fn write_login(path: &Path, entries: Kubeconfig) -> Result<(), KubeconfigWri
             .map_err(|e| fail(format!("cannot resolve the symlink: {e}")))?,
         _ => path.to_owned(),
     };
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let _lock = KubeconfigLock::acquire(&target, lock_wait).map_err(fail)?;
     let mut kubeconfig = match std::fs::read_to_string(&target) {
         Ok(text) if text.trim().is_empty() => Kubeconfig::default(),
         // Not `read_from`: it would rewrite the relative paths of other entries.
@@ -88,12 +120,6 @@ pub fn write_login(path: &Path, entries: Kubeconfig) -> Result<(), KubeconfigWri
     upsert(&mut kubeconfig, entries);
     let yaml = serde_norway::to_string(&kubeconfig)
         .map_err(|e| fail(format!("cannot serialize it: {e}")))?;
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
     // Created with mode 0600 on Unix; removed on drop unless persisted.
     let mut temp = tempfile::Builder::new()
         .prefix(".stepstack-kubeconfig-")
@@ -110,6 +136,55 @@ pub fn write_login(path: &Path, entries: Kubeconfig) -> Result<(), KubeconfigWri
     temp.persist(&target)
         .map_err(|e| fail(e.error.to_string()))?;
     Ok(())
+}
+
+/// client-go's kubeconfig lock: the file `<kubeconfig>.lock`, created exclusively while
+/// the kubeconfig is rewritten and removed afterwards.
+struct KubeconfigLock {
+    path: PathBuf,
+}
+
+impl KubeconfigLock {
+    fn acquire(kubeconfig: &Path, wait: Duration) -> Result<Self, String> {
+        let mut name = kubeconfig.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let deadline = Instant::now() + wait;
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => return Ok(KubeconfigLock { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if Instant::now() >= deadline {
+                        return Err(format!(
+                            "another process has been writing it for {}s (its lock file {} exists); \
+                             if no kubectl or stepstack command is running, delete the lock file and try again",
+                            wait.as_secs(),
+                            path.display()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot create its lock file {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for KubeconfigLock {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(lock = %self.path.display(), error = %e, "could not remove the kubeconfig lock file");
+        }
+    }
 }
 
 /// Puts the entries of `new` into `kubeconfig`, replacing those with the same names, and
@@ -235,5 +310,58 @@ preferences: {}
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "clusters: [oops");
         assert_eq!(files_in(dir.path()), ["config"]);
+    }
+
+    #[test]
+    fn concurrent_logins_keep_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let path = &path;
+                scope.spawn(move || {
+                    let name = format!("cluster-{i}");
+                    let entries =
+                        token_login(&name, "https://x:6443", None, SecretString::from("t"));
+                    write_login(path, entries).unwrap();
+                });
+            }
+        });
+        let written = Kubeconfig::from_yaml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut names: Vec<&str> = written.contexts.iter().map(|c| c.name.as_str()).collect();
+        names.sort();
+        let expected: Vec<String> = (0..8).map(|i| format!("cluster-{i}")).collect();
+        assert_eq!(names, expected);
+        assert_eq!(files_in(dir.path()), ["config"], "the lock file is gone");
+    }
+
+    #[test]
+    fn a_lock_held_by_another_writer_is_waited_for_then_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(dir.path().join("config.lock"), "").unwrap();
+        let err = write_login_waiting(&path, login("https://prod:6443"), Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.lock"), "{err}");
+        assert!(err.contains("delete the lock file"), "{err}");
+        assert!(!path.exists(), "nothing was written");
+        // The other writer's lock is not ours to remove.
+        assert!(dir.path().join("config.lock").exists());
+    }
+
+    #[test]
+    fn login_path_is_the_first_kubeconfig_entry_else_the_home_default() {
+        let home = Path::new("/home/me");
+        let list = std::env::join_paths(["", "/a/config", "/b/config"]).unwrap();
+        assert_eq!(
+            login_path(Some(&list), Some(home)),
+            Some(PathBuf::from("/a/config"))
+        );
+        assert_eq!(
+            login_path(Some(OsStr::new("")), Some(home)),
+            Some(PathBuf::from("/home/me/.kube/config"))
+        );
+        assert_eq!(login_path(None, None), None);
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use kube::config::{AuthInfo, ExecConfig, ExecInteractiveMode, Kubeconfig, NamedAuthInfo};
+use stepstack_core::connector::kubeconfig;
 use stepstack_core::secrecy::ExposeSecret;
 use stepstack_core::{ClusterConnection, Error, ErrorKind, ServiceConnector};
 
@@ -111,7 +112,7 @@ pub(super) async fn use_token_command(
         }],
         ..Default::default()
     };
-    stepstack_core::connector::kubeconfig::write_login(&path, entry)
+    kubeconfig::write_login(&path, entry)
         .map_err(|e| CliError::new(Exit::Usage, anyhow::anyhow!(e)))?;
     Ok(true)
 }
@@ -163,13 +164,10 @@ fn token_command(
     })
 }
 
-/// The kubeconfig connectors' `login` writes: the first `KUBECONFIG` entry, else
-/// `~/.kube/config`.
+/// The kubeconfig connectors' `login` writes.
 fn login_kubeconfig_path() -> Option<PathBuf> {
-    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        Some(list) => std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty()),
-        None => std::env::home_dir().map(|home| home.join(".kube").join("config")),
-    }
+    let home = std::env::home_dir();
+    kubeconfig::login_path(std::env::var_os("KUBECONFIG").as_deref(), home.as_deref())
 }
 
 /// The user of the kubeconfig's current context (the one `login` just wrote).
