@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod env_case;
 mod error;
 pub mod layers;
 pub mod load;

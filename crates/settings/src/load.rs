@@ -10,7 +10,10 @@
 //! is reported with its full path.
 //!
 //! Environment overrides use the prefix `STEPSTACK_` and `__` between keys:
-//! `STEPSTACK_POD_COUNT=2`, `STEPSTACK_POD_SETTINGS__NODE_SELECTORS__POOL=gpu`. Only
+//! `STEPSTACK_POD_COUNT=2`, `STEPSTACK_POD_SETTINGS__NODE_SELECTORS__POOL=gpu`,
+//! `STEPSTACK_POD_SETTINGS__CONTAINER_SECURITY_CONTEXT__RUN_AS_USER=1000` (Kubernetes'
+//! camelCase fields are found ignoring case and underscores; map keys such as label
+//! names arrive lowercased, as environment variable names cannot say otherwise). Only
 //! variables whose first key is a settings field are used (so `STEPSTACK_HOME` is not
 //! mistaken for a setting). The environment is passed in explicitly, e.g.
 //! `std::env::vars()`, so tests never touch the process environment.
@@ -21,6 +24,7 @@ use std::path::Path as FsPath;
 use config::{Config, Environment, File, FileFormat};
 use serde_json::{Map, Value};
 
+use crate::env_case::restore_case;
 use crate::error::ValidationReport;
 use crate::layers::{Layer, SettingsLayers, merge_values};
 use crate::resources::ResourceSettings;
@@ -233,6 +237,10 @@ pub fn env_overrides(
         )
         .build()?
         .try_deserialize::<Value>()
+        .map(|mut value| {
+            restore_case(&mut value, config_schema_ref());
+            value
+        })
 }
 
 fn recognise(
@@ -364,6 +372,30 @@ mod tests {
                 "pod_count": 3,
                 "pod_settings": {"node_selectors": {"pool": "gpu"}}
             }))
+        );
+    }
+
+    #[test]
+    fn env_overrides_reach_camel_case_kubernetes_fields() {
+        let env = vec![(
+            "STEPSTACK_POD_SETTINGS__CONTAINER_SECURITY_CONTEXT__RUN_AS_USER".to_string(),
+            "1000".to_string(),
+        )];
+        let doc = load_str("{}", FileFormat::Yaml, "inline", env).unwrap();
+        let LoadedDocument::Settings(value) = doc else {
+            panic!("a settings document: {doc:?}");
+        };
+        assert_eq!(
+            value,
+            json!({"pod_settings": {"container_security_context": {"runAsUser": 1000}}})
+        );
+        let settings = crate::parse_settings(&value, "").unwrap();
+        assert_eq!(
+            settings
+                .pod_settings
+                .and_then(|p| p.container_security_context)
+                .and_then(|c| c.run_as_user),
+            Some(1000)
         );
     }
 
