@@ -1,15 +1,18 @@
 //! Microsoft Entra ID access tokens over plain REST: the OAuth2 client-credentials grant
 //! (`POST {authority}/{tenant}/oauth2/v2.0/token`) with a client secret, cached per scope.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use stepstack_connector_http::{HttpClient, HttpError, TokenCache, form_request, send};
+use tokio::sync::Mutex;
 
-use crate::certificate::CLIENT_ASSERTION_TYPE;
-use crate::config::{Credentials, Parsed};
+use crate::ambient::{self, ManagedIdentity};
+use crate::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
+use crate::config::{Credentials, IMPLICIT, Parsed};
 use crate::environment::AzureEnvironment;
 use crate::error::{AResult, AzureError};
 
@@ -41,6 +44,15 @@ pub(crate) struct AzureAuth {
     token_expires_at: Option<Timestamp>,
     environment: Arc<AzureEnvironment>,
     cache: TokenCache<String>,
+    /// The ambient source that gave the implicit method its last token.
+    implicit_source: Mutex<Option<AmbientSource>>,
+}
+
+/// Where the implicit method found credentials that need probing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AmbientSource {
+    ManagedIdentity,
+    AzureCli,
 }
 
 impl AzureAuth {
@@ -56,6 +68,7 @@ impl AzureAuth {
             token_expires_at,
             environment,
             cache: TokenCache::new(CACHE_MARGIN),
+            implicit_source: Mutex::new(None),
         }
     }
 
@@ -87,10 +100,17 @@ impl AzureAuth {
             | Credentials::ClientCertificate { .. }) => {
                 self.client_credentials(credentials, scope).await
             }
-            Credentials::Implicit => match self.environment.client_secret_credentials() {
-                Some(credentials) => self.client_credentials(&credentials, scope).await,
-                None => Err(AzureError::NoCredentials),
-            },
+            Credentials::Implicit {
+                managed_identity_endpoint,
+                azure_cli,
+            } => {
+                self.implicit(
+                    scope,
+                    managed_identity_endpoint.as_deref(),
+                    azure_cli.as_deref(),
+                )
+                .await
+            }
             Credentials::Tokens { arm, kubernetes } => {
                 let value = if scope == AKS_SERVER_APP_SCOPE {
                     kubernetes.clone().ok_or(AzureError::NoKubernetesToken {
@@ -103,6 +123,79 @@ impl AzureAuth {
                 Ok(AccessToken {
                     value,
                     expires_at: self.token_expires_at,
+                })
+            }
+        }
+    }
+
+    /// The implicit method: the first ambient credentials found, in
+    /// DefaultAzureCredential's order: the `AZURE_*` client secret or certificate, a
+    /// managed identity, the Azure CLI. Once the instance metadata service or the CLI has
+    /// given a token, later tokens come from the same source (no probing again).
+    async fn implicit(
+        &self,
+        scope: &str,
+        managed_identity_endpoint: Option<&str>,
+        azure_cli: Option<&Path>,
+    ) -> AResult<AccessToken> {
+        let env = &self.environment;
+        if let Some(credentials) = env.client_secret_credentials() {
+            return self.client_credentials(&credentials, scope).await;
+        }
+        if let Some((tenant_id, client_id, path)) = env.client_certificate_file() {
+            let pem = tokio::fs::read_to_string(&path).await.map_err(|source| {
+                AzureError::ReadCertificate {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let certificate = ClientCertificate::from_pem(
+                &SecretString::from(pem),
+                env.client_certificate_password.as_ref(),
+                IMPLICIT,
+            )?;
+            let credentials = Credentials::ClientCertificate {
+                tenant_id,
+                client_id,
+                certificate: Arc::new(certificate),
+            };
+            return self.client_credentials(&credentials, scope).await;
+        }
+        let client_id = env.client_id.as_deref();
+        if let (Some(url), Some(header)) = (&env.identity_endpoint, &env.identity_header) {
+            let endpoint = ManagedIdentity::AppService { url, header };
+            return ambient::managed_identity_token(&self.http, endpoint, scope, client_id).await;
+        }
+        let remembered = *self.implicit_source.lock().await;
+        let mut tried = Vec::new();
+        if remembered != Some(AmbientSource::AzureCli) {
+            let endpoint = ManagedIdentity::Imds {
+                url: managed_identity_endpoint.unwrap_or(ambient::DEFAULT_IMDS_ENDPOINT),
+                probe: remembered.is_none(),
+            };
+            match ambient::managed_identity_token(&self.http, endpoint, scope, client_id).await {
+                Ok(token) => {
+                    *self.implicit_source.lock().await = Some(AmbientSource::ManagedIdentity);
+                    return Ok(token);
+                }
+                Err(e) if remembered.is_some() => return Err(e),
+                Err(e) => tried.push(e.to_string()),
+            }
+        }
+        let program = azure_cli.unwrap_or(&env.azure_cli);
+        match ambient::azure_cli_token(program, scope).await {
+            Ok(cli) => {
+                *self.implicit_source.lock().await = Some(AmbientSource::AzureCli);
+                Ok(cli.token)
+            }
+            Err(e) if remembered.is_some() => Err(e),
+            Err(e) => {
+                tried.push(e.to_string());
+                Err(AzureError::NoCredentials {
+                    tried: format!(
+                        "no AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH; {}",
+                        tried.join("; ")
+                    ),
                 })
             }
         }
@@ -126,7 +219,11 @@ impl AzureAuth {
                 client_id,
                 ..
             } => (tenant_id.as_str(), client_id.as_str()),
-            _ => return Err(AzureError::NoCredentials),
+            _ => {
+                return Err(AzureError::NoCredentials {
+                    tried: "no client credentials".to_owned(),
+                });
+            }
         };
         let endpoint = format!("{}/{tenant}/oauth2/v2.0/token", self.parsed.authority_host);
         let mut form = vec![
@@ -149,7 +246,11 @@ impl AzureAuth {
                 form.push(("client_secret", secret.expose_secret().to_owned()));
                 "check the tenant id, client id and client secret (the secret's value, not its id) and that the secret has not expired".to_owned()
             }
-            _ => return Err(AzureError::NoCredentials),
+            _ => {
+                return Err(AzureError::NoCredentials {
+                    tried: "no client credentials".to_owned(),
+                });
+            }
         };
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let request = form_request(&endpoint, &form)?;

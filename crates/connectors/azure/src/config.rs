@@ -1,5 +1,6 @@
 //! The configuration of each auth method, parsed from a `ConnectorConfig`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
@@ -108,10 +109,19 @@ pub struct AccessTokenConfig {
     pub common: AzureCommonConfig,
 }
 
-/// `implicit`: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET of the process.
+/// `implicit`: the process's ambient credentials, in this order: AZURE_TENANT_ID,
+/// AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH); a managed
+/// identity (IDENTITY_ENDPOINT/IDENTITY_HEADER, else the instance metadata service); the
+/// Azure CLI's login.
 #[derive(Deserialize, JsonSchema)]
-#[allow(dead_code)]
 pub struct ImplicitConfig {
+    /// The managed-identity token endpoint of the instance metadata service (default
+    /// `http://169.254.169.254/metadata/identity/oauth2/token`).
+    #[serde(default)]
+    pub managed_identity_endpoint: Option<String>,
+    /// The Azure CLI program (default `az` on `PATH`).
+    #[serde(default)]
+    pub azure_cli: Option<String>,
     /// Shared settings.
     #[serde(flatten)]
     pub common: AzureCommonConfig,
@@ -137,8 +147,11 @@ pub(crate) enum Credentials {
         arm: SecretString,
         kubernetes: Option<SecretString>,
     },
-    /// The `AZURE_*` client-secret variables, read when a token is needed.
-    Implicit,
+    /// The ambient credentials, looked for when a token is needed.
+    Implicit {
+        managed_identity_endpoint: Option<String>,
+        azure_cli: Option<PathBuf>,
+    },
 }
 
 /// A parsed configuration.
@@ -215,7 +228,25 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
         }
         IMPLICIT => {
             let c: ImplicitConfig = typed(config)?;
-            let credentials = Credentials::Implicit;
+            let managed_identity_endpoint = c
+                .managed_identity_endpoint
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty());
+            if let Some(endpoint) = &managed_identity_endpoint
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                return Err(invalid(&format!(
+                    "`managed_identity_endpoint` must be an http(s) URL, got `{endpoint}`"
+                )));
+            }
+            let credentials = Credentials::Implicit {
+                managed_identity_endpoint,
+                azure_cli: c
+                    .azure_cli
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from),
+            };
             let mut common = c.common;
             if common.subscription_id.is_none() {
                 common.subscription_id = env.subscription_id.clone();

@@ -8,8 +8,10 @@ use secrecy::ExposeSecret as _;
 use stepstack_connector_http::{HttpClient, HttpResponse};
 use stepstack_core::connector::{
     AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, KUBERNETES_CLUSTER, ResourceRequest,
-    ResourceTypeSpec, ResourceVerifier, ResourcesReport, find_auth_method, verify_resources,
+    ResourceTypeSpec, ResourceVerifier, ResourcesReport, check_auto_configure_request,
+    find_auth_method, verify_resources,
 };
+use stepstack_core::registry::AutoConfigureRequest;
 use stepstack_core::{
     BearerToken, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind, Result,
     ServiceConnector, TokenSource,
@@ -45,10 +47,14 @@ pub fn connector_type_spec() -> ConnectorTypeSpec {
         AuthMethodSpec::new(
             "Azure Service Principal",
             SERVICE_PRINCIPAL,
-            "An Entra ID application (tenant id, client id) with a client secret; tokens come from the OAuth2 client-credentials grant and renew themselves.",
+            "An Entra ID application (tenant id, client id) with a client secret or a client certificate (PEM with its private key, sent as a signed JWT client assertion); tokens come from the OAuth2 client-credentials grant and renew themselves.",
             config::schema_of::<ServicePrincipalConfig>(),
         )
-        .with_secret_fields(["client_secret", "client_certificate"]),
+        .with_secret_fields([
+            "client_secret",
+            "client_certificate",
+            "client_certificate_password",
+        ]),
     )
     .with_auth_method(
         AuthMethodSpec::new(
@@ -63,7 +69,7 @@ pub fn connector_type_spec() -> ConnectorTypeSpec {
         AuthMethodSpec::new(
             "Azure Implicit Authentication",
             IMPLICIT,
-            "The process's AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (managed identity and the Azure CLI are not supported yet).",
+            "The process's ambient credentials, as DefaultAzureCredential looks for them: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), then a managed identity (IDENTITY_ENDPOINT, else the instance metadata service), then the Azure CLI's login.",
             config::schema_of::<ImplicitConfig>(),
         )
         .implicit(),
@@ -75,6 +81,7 @@ pub fn connector_type_spec() -> ConnectorTypeSpec {
         [SERVICE_PRINCIPAL, ACCESS_TOKEN, IMPLICIT],
         true,
     ))
+    .with_auto_configuration(true)
 }
 
 /// The `azure` connector type: builds [`AzureConnector`]s.
@@ -144,6 +151,21 @@ impl ConnectorFlavor for AzureConnectorFlavor {
 
     fn build(&self, config: ConnectorConfig) -> Result<Arc<dyn ServiceConnector>> {
         Ok(Arc::new(self.build_connector(config)?))
+    }
+
+    async fn auto_configure(&self, request: AutoConfigureRequest) -> Result<ConnectorConfig> {
+        let name = request.name.clone();
+        check_auto_configure_request(&self.spec, &request)?;
+        let config = crate::auto::auto_config(&self.environment, &request)
+            .await
+            .map_err(|e| e.into_core(&name))?;
+        // The result must build; an implicit method must be allowed here, where it runs.
+        let connector = self.build_connector(config.clone())?;
+        self.environment
+            .implicit_auth
+            .check(&name, connector.scope.auth_method())?;
+        tracing::info!(connector = %name, auth_method = %config.auth_method, "configured the connector from the local environment");
+        Ok(config)
     }
 }
 

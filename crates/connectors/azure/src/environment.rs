@@ -20,6 +20,19 @@ pub struct AzureEnvironment {
     pub client_id: Option<String>,
     /// `AZURE_CLIENT_SECRET`.
     pub client_secret: Option<SecretString>,
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`: a PEM with the certificate and private key of the
+    /// `AZURE_CLIENT_ID` application, used when there is no client secret.
+    pub client_certificate_path: Option<PathBuf>,
+    /// `AZURE_CLIENT_CERTIFICATE_PASSWORD`.
+    pub client_certificate_password: Option<SecretString>,
+    /// `IDENTITY_ENDPOINT`: the managed-identity endpoint of App Service, Functions and
+    /// Container Apps.
+    pub identity_endpoint: Option<String>,
+    /// `IDENTITY_HEADER`: the secret sent to `IDENTITY_ENDPOINT` as `X-IDENTITY-HEADER`.
+    pub identity_header: Option<SecretString>,
+    /// The Azure CLI program (`az`, found on `PATH`) of the implicit method and of
+    /// `auto_configure`.
+    pub azure_cli: PathBuf,
     /// `AZURE_SUBSCRIPTION_ID`: the default subscription of the implicit method.
     pub subscription_id: Option<String>,
     /// Whether the implicit auth method may be used.
@@ -48,6 +61,12 @@ impl AzureEnvironment {
             tenant_id: text("AZURE_TENANT_ID"),
             client_id: text("AZURE_CLIENT_ID"),
             client_secret: text("AZURE_CLIENT_SECRET").map(SecretString::from),
+            client_certificate_path: text("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
+            client_certificate_password: text("AZURE_CLIENT_CERTIFICATE_PASSWORD")
+                .map(SecretString::from),
+            identity_endpoint: text("IDENTITY_ENDPOINT"),
+            identity_header: text("IDENTITY_HEADER").map(SecretString::from),
+            azure_cli: PathBuf::from("az"),
             subscription_id: text("AZURE_SUBSCRIPTION_ID"),
             implicit_auth: ImplicitAuthGate::from_lookup(|name| text(name)),
             kubeconfig: lookup("KUBECONFIG").filter(|v| !v.is_empty()),
@@ -79,6 +98,37 @@ impl AzureEnvironment {
         self
     }
 
+    /// Uses `path` as `AZURE_CLIENT_CERTIFICATE_PATH` for application `client_id` of
+    /// `tenant_id`.
+    pub fn with_client_certificate_path(
+        mut self,
+        tenant_id: impl Into<String>,
+        client_id: impl Into<String>,
+        path: impl Into<PathBuf>,
+    ) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self.client_id = Some(client_id.into());
+        self.client_certificate_path = Some(path.into());
+        self
+    }
+
+    /// Uses `endpoint` and `header` as `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`.
+    pub fn with_identity_endpoint(
+        mut self,
+        endpoint: impl Into<String>,
+        header: impl Into<String>,
+    ) -> Self {
+        self.identity_endpoint = Some(endpoint.into());
+        self.identity_header = Some(SecretString::from(header.into()));
+        self
+    }
+
+    /// Runs `program` as the Azure CLI.
+    pub fn with_azure_cli(mut self, program: impl Into<PathBuf>) -> Self {
+        self.azure_cli = program.into();
+        self
+    }
+
     /// Uses `subscription_id` as `AZURE_SUBSCRIPTION_ID`.
     pub fn with_subscription(mut self, subscription_id: impl Into<String>) -> Self {
         self.subscription_id = Some(subscription_id.into());
@@ -107,6 +157,16 @@ impl AzureEnvironment {
             client_id: self.client_id.clone()?,
             secret: self.client_secret.clone()?,
         })
+    }
+
+    /// The tenant, client and certificate file of the `AZURE_*` variables, when all three
+    /// are set.
+    pub(crate) fn client_certificate_file(&self) -> Option<(String, String, PathBuf)> {
+        Some((
+            self.tenant_id.clone()?,
+            self.client_id.clone()?,
+            self.client_certificate_path.clone()?,
+        ))
     }
 }
 

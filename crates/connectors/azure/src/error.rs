@@ -131,9 +131,24 @@ pub(crate) enum AzureError {
     NoKubernetesToken { scope: String, app: String },
 
     #[error(
-        "the implicit method found no Azure credentials in the environment: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (managed identity and the Azure CLI are not supported yet)"
+        "found no Azure credentials ({tried}); set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), run on Azure with a managed identity, or log in with `az login`"
     )]
-    NoCredentials,
+    NoCredentials { tried: String },
+
+    #[error("the managed identity endpoint {endpoint} gave no token: {reason}")]
+    ManagedIdentity { endpoint: String, reason: String },
+
+    #[error(
+        "the Azure CLI (`{program}`) gave no access token: {reason}; run `az login` (and `az account set --subscription …`)"
+    )]
+    AzureCli { program: String, reason: String },
+
+    #[error("could not read AZURE_CLIENT_CERTIFICATE_PATH {}: {source}", path.display())]
+    ReadCertificate {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("could not update the kubeconfig {}: {reason}", path.display())]
     WriteKubeconfig { path: PathBuf, reason: String },
@@ -168,7 +183,10 @@ impl AzureError {
             }
             Arm { status, .. } if *status >= 500 => ErrorKind::Unavailable,
             Arm { .. } | BadKubeconfig { .. } | WriteKubeconfig { .. } => ErrorKind::Internal,
-            ClusterNotFound { .. } | NoCredentials => ErrorKind::NotFound,
+            ClusterNotFound { .. } | NoCredentials { .. } | ReadCertificate { .. } => {
+                ErrorKind::NotFound
+            }
+            ManagedIdentity { .. } | AzureCli { .. } => ErrorKind::Unauthenticated,
             Http(error) => error.kind(),
         }
     }

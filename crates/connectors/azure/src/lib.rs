@@ -1,13 +1,16 @@
 #![doc = include_str!("../README.md")]
 
 mod aks;
+mod ambient;
 mod auth;
+mod auto;
 mod certificate;
 mod config;
 mod connector;
 mod environment;
 mod error;
 
+pub use ambient::DEFAULT_IMDS_ENDPOINT;
 pub use auth::{AKS_SERVER_APP_ID, AKS_SERVER_APP_SCOPE};
 pub use config::{
     ARM_API_VERSION, AccessTokenConfig, AzureCommonConfig, DEFAULT_AUTHORITY_HOST,

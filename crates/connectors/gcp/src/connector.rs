@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use stepstack_connector_http::{HttpClient, HttpResponse};
 use stepstack_core::connector::{
     AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, ExpirationBounds, KUBERNETES_CLUSTER,
-    ResourceRequest, ResourceTypeSpec, ResourceVerifier, ResourcesReport, find_auth_method,
-    find_resource_type, verify_resources,
+    ResourceRequest, ResourceTypeSpec, ResourceVerifier, ResourcesReport,
+    check_auto_configure_request, find_auth_method, verify_resources,
 };
 use stepstack_core::{
     AutoConfigureRequest, BearerToken, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error,
@@ -192,13 +192,7 @@ impl ConnectorFlavor for GcpConnectorFlavor {
 
     async fn auto_configure(&self, request: AutoConfigureRequest) -> Result<ConnectorConfig> {
         let name = request.name.clone();
-        let named = |e: Error| e.with_context("connector", name.clone());
-        if let Some(resource_type) = &request.resource_type {
-            find_resource_type(&self.spec, resource_type).map_err(named)?;
-        }
-        if let Some(method) = &request.auth_method {
-            find_auth_method(&self.spec, method).map_err(named)?;
-        }
+        check_auto_configure_request(&self.spec, &request)?;
         let config = self
             .auto_config(&request)
             .await

@@ -24,7 +24,8 @@ pub use expiry::{DEFAULT_EXPIRY_SKEW, check_not_expired, has_expired, skew_toler
 pub use implicit::{IMPLICIT_AUTH_ENV, ImplicitAuthGate};
 pub use validation::{
     ConnectorScope, PlainResourceIds, ResolvedResource, ResourceIds, ResourceRequest,
-    find_auth_method, find_resource_specifications, find_resource_type, validate_expiration,
+    check_auto_configure_request, find_auth_method, find_resource_specifications,
+    find_resource_type, validate_expiration,
 };
 pub use verify::{ResourceVerifier, verify_resources};
 

@@ -62,6 +62,22 @@ pub fn find_auth_method<'a>(
     })
 }
 
+/// Checks that the auth method and the resource type an auto-configuration request asks
+/// for exist in connector type `spec`; the errors name the new connector.
+pub fn check_auto_configure_request(
+    spec: &ConnectorTypeSpec,
+    request: &crate::registry::AutoConfigureRequest,
+) -> Result<()> {
+    let named = |e: Error| e.with_context("connector", request.name.clone());
+    if let Some(resource_type) = &request.resource_type {
+        find_resource_type(spec, resource_type).map_err(named)?;
+    }
+    if let Some(method) = &request.auth_method {
+        find_auth_method(spec, method).map_err(named)?;
+    }
+    Ok(())
+}
+
 /// The resource type `resource_type` of connector type `spec`.
 ///
 /// The error (`InvalidSettings`) lists the resource types the type provides.

@@ -14,6 +14,10 @@
 //!   the token endpoint, `iss` = `sub` = the client id, a `jti`, `nbf`..`exp` around now.
 //!   Errors are AADSTS-shaped:
 //!   `{"error", "error_description": "AADSTS…: …", "error_codes": […], "trace_id", …}`.
+//! - `GET /metadata/identity/oauth2/token` (the instance metadata service, `Metadata: true`)
+//!   and `GET /msi/token` (App Service, `X-IDENTITY-HEADER`): managed-identity tokens for
+//!   `resource` (ARM or the AKS server application), see
+//!   [`FakeAzure::set_managed_identity`];
 //! - `GET /subscriptions` (the visible subscriptions, [`FakeAzure::set_visible_subscriptions`]),
 //!   `GET /subscriptions/{sub}/providers/Microsoft.ContainerService/managedClusters`,
 //!   `GET /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters`,
@@ -183,7 +187,7 @@ impl FakeAksCluster {
 /// One request the fake answered, for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AzureCall {
-    /// `token`, `listSubscriptions`, `listClusters`, `getCluster`, `listClusterUserCredential`,
+    /// `token`, `managedIdentity`, `listSubscriptions`, `listClusters`, `getCluster`, `listClusterUserCredential`,
     /// `listClusterAdminCredential`, and `clusterToken` for a bearer token the emulated
     /// cluster checked through [`FakeAzure::aks_token_validator`] (401 when the fake
     /// issued it but it expired or is for another scope).
@@ -239,6 +243,10 @@ struct AzureState {
     certificates_made: Mutex<usize>,
     tokens: RwLock<HashMap<String, IssuedToken>>,
     admin_tokens: RwLock<HashMap<String, String>>,
+    /// The principal of the machine's managed identity, if it has one.
+    managed_identity: RwLock<Option<String>>,
+    /// The `IDENTITY_HEADER` secret of the App Service identity endpoint.
+    identity_header: String,
     /// The subscriptions `GET /subscriptions` lists: (id, display name).
     subscriptions: RwLock<Vec<(String, String)>>,
     /// (resource group lower-case, name) → cluster.
@@ -323,6 +331,8 @@ impl FakeAzure {
             endpoint: endpoint.clone(),
             ca_pem: pki.ca_pem().to_owned(),
             subscriptions: RwLock::new(subscriptions),
+            managed_identity: RwLock::new(None),
+            identity_header: random_hex(16),
             options: RwLock::new(options),
             principals: RwLock::new(HashMap::new()),
             certificates_made: Mutex::new(0),
@@ -432,6 +442,28 @@ impl FakeAzure {
     /// clusters.
     pub fn set_visible_subscriptions(&self, subscriptions: Vec<(String, String)>) {
         *self.state.subscriptions.write() = subscriptions;
+    }
+
+    /// Gives the (emulated) machine a managed identity whose tokens name `principal` (its
+    /// client id), or takes it away (`None`: the endpoints answer "Identity not found").
+    pub fn set_managed_identity(&self, principal: Option<&str>) {
+        *self.state.managed_identity.write() = principal.map(str::to_owned);
+    }
+
+    /// The instance metadata service's managed-identity token endpoint (`Metadata: true`).
+    pub fn managed_identity_url(&self) -> String {
+        format!("{}/metadata/identity/oauth2/token", self.state.endpoint)
+    }
+
+    /// The App Service style identity endpoint (`IDENTITY_ENDPOINT`), which wants
+    /// [`FakeAzure::identity_header`] as `X-IDENTITY-HEADER`.
+    pub fn identity_endpoint_url(&self) -> String {
+        format!("{}/msi/token", self.state.endpoint)
+    }
+
+    /// The `IDENTITY_HEADER` secret of [`FakeAzure::identity_endpoint_url`].
+    pub fn identity_header(&self) -> &str {
+        &self.state.identity_header
     }
 
     /// Adds (or replaces) a cluster.
@@ -641,6 +673,12 @@ async fn handle(State(state): State<Arc<AzureState>>, request: Request) -> Respo
         && let Some(tenant) = path.strip_suffix("/oauth2/v2.0/token")
     {
         return token(&state, tenant.trim_start_matches('/'), &body);
+    }
+    if method == http::Method::GET
+        && (path == "/metadata/identity/oauth2/token" || path == "/msi/token")
+    {
+        let query = parts.uri.query().unwrap_or_default();
+        return managed_identity(&state, &path, query, &parts.headers);
     }
     if method == http::Method::GET && path.trim_end_matches('/') == "/subscriptions" {
         return subscriptions(
@@ -876,6 +914,75 @@ fn verify_assertion(
     Ok(())
 }
 
+/// The managed-identity endpoints: IMDS (`Metadata: true`) and App Service
+/// (`X-IDENTITY-HEADER`), `?api-version=…&resource=…[&client_id=…]`.
+fn managed_identity(
+    state: &AzureState,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let fail = |status: u16, description: &str| {
+        state.record("managedIdentity", None, Some(status));
+        json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            serde_json::json!({"error": "invalid_request", "error_description": description}),
+        )
+    };
+    let app_service = path == "/msi/token";
+    if app_service {
+        if header("x-identity-header") != Some(state.identity_header.as_str()) {
+            return fail(401, "The X-IDENTITY-HEADER header is missing or wrong.");
+        }
+    } else if header("metadata") != Some("true") {
+        return fail(400, "Required metadata header not specified");
+    }
+    if !params.contains_key("api-version") {
+        return fail(400, "Required query variable 'api-version' is missing");
+    }
+    let resource = params
+        .get("resource")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let scope = match resource.trim_end_matches('/') {
+        "https://management.azure.com" => ARM_SCOPE,
+        AKS_SERVER_APP_ID => AKS_SCOPE,
+        _ => {
+            return fail(
+                400,
+                &format!(
+                    "AADSTS500011: The resource principal named {resource} was not found in the tenant."
+                ),
+            );
+        }
+    };
+    let identity = state.managed_identity.read().clone();
+    let Some(principal) =
+        identity.filter(|p| params.get("client_id").is_none_or(|wanted| wanted == p))
+    else {
+        return fail(400, "Identity not found");
+    };
+    let (token, expires_at, seconds) = state.issue(&principal, scope);
+    state.record("managedIdentity", Some(&principal), None);
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "access_token": token,
+            "client_id": principal,
+            "expires_in": seconds.to_string(),
+            "expires_on": expires_at.as_second().to_string(),
+            "ext_expires_in": seconds.to_string(),
+            "not_before": Timestamp::now().as_second().to_string(),
+            "resource": resource,
+            "token_type": "Bearer",
+        }),
+    )
+}
+
 /// `GET /subscriptions`: the visible subscriptions, for an ARM token.
 fn subscriptions(state: &AzureState, query: &str, headers: &HeaderMap) -> Response<Body> {
     if !query.contains("api-version=") {
@@ -1086,6 +1193,8 @@ mod tests {
             endpoint: String::new(),
             ca_pem: String::new(),
             subscriptions: RwLock::new(Vec::new()),
+            managed_identity: RwLock::new(None),
+            identity_header: String::new(),
             options: RwLock::new(FakeAzureOptions::default()),
             principals: RwLock::new(HashMap::new()),
             certificates_made: Mutex::new(0),

@@ -195,11 +195,16 @@ async fn the_implicit_method_is_gated_and_reads_the_azure_variables() {
     );
     assert_works(&open.build_connector(config.clone()).unwrap()).await;
 
+    // Nothing else to find: no managed identity, no Azure CLI.
+    let dir = tempfile::tempdir().unwrap();
     let empty = AzureConnectorFlavor::with_environment(
         AzureEnvironment::empty()
             .with_implicit_auth(true)
             .with_subscription(env.fake.subscription_id()),
     );
+    let config = config
+        .with_value("managed_identity_endpoint", env.fake.managed_identity_url())
+        .with_value("azure_cli", dir.path().join("az").display().to_string());
     let err = empty
         .build_connector(config)
         .unwrap()

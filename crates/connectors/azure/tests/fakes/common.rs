@@ -112,7 +112,17 @@ pub(crate) async fn connect_fails(
     kind: ErrorKind,
     texts: &[&str],
 ) -> stepstack_core::Error {
-    let err = build(config)
+    connector_fails(&build(config), id, kind, texts).await
+}
+
+/// Connects `connector` to cluster `id`, which must fail as [`connect_fails`] says.
+pub(crate) async fn connector_fails(
+    connector: &dyn ServiceConnector,
+    id: &str,
+    kind: ErrorKind,
+    texts: &[&str],
+) -> stepstack_core::Error {
+    let err = connector
         .connect(KUBERNETES_CLUSTER, Some(id))
         .await
         .unwrap_err();
@@ -121,6 +131,55 @@ pub(crate) async fn connect_fails(
         assert!(err.message().contains(text), "{text:?} in {err}");
     }
     err
+}
+
+/// A logged-in Azure CLI stand-in (see [`fake_az`]) in a new directory, with tokens the
+/// fake issued to `user`; also returns the tokens' expiry.
+pub(crate) fn logged_in_az(
+    env: &Env,
+    user: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, jiff::Timestamp) {
+    use stepstack_testkit::cloud::azure::{AKS_SCOPE, ARM_SCOPE};
+    let (arm, expires_at) = env.fake.issue_token(user, ARM_SCOPE);
+    let (aks, _) = env.fake.issue_token(user, AKS_SCOPE);
+    let dir = tempfile::tempdir().unwrap();
+    let az = fake_az(
+        dir.path(),
+        &arm,
+        &aks,
+        expires_at.as_second(),
+        &env.fake.subscription_id(),
+        &env.fake.tenant_id(),
+    );
+    (dir, az, expires_at)
+}
+
+/// Writes a stand-in for the Azure CLI to `dir`: `az account get-access-token --scope S`
+/// prints the JSON the real one prints, with `aks` for the AKS server application's
+/// scope and `arm` for any other; with `arm` empty it fails as a logged-out `az` does.
+/// Each call appends its arguments to `dir/az.args`.
+pub(crate) fn fake_az(
+    dir: &std::path::Path,
+    arm: &str,
+    aks: &str,
+    expires_on: i64,
+    subscription: &str,
+    tenant: &str,
+) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("az");
+    let body = if arm.is_empty() {
+        "echo \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n".to_owned()
+    } else {
+        format!(
+            "case \"$*\" in\n  *{}*) token='{aks}' ;;\n  *) token='{arm}' ;;\nesac\nprintf '{{\"accessToken\": \"%s\", \"expiresOn\": \"2030-01-01 00:00:00.000000\", \"expires_on\": {expires_on}, \"subscription\": \"{subscription}\", \"tenant\": \"{tenant}\", \"tokenType\": \"Bearer\"}}\\n' \"$token\"\n",
+            stepstack_connector_azure::AKS_SERVER_APP_ID
+        )
+    };
+    let script = format!("#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/az.args\"\n{body}");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 /// Lists namespaces with `client`: a real authenticated request.

@@ -4,6 +4,7 @@
 //!
 //! One test binary (modules below) keeps link time down.
 
+mod ambient;
 mod auth_methods;
 mod clusters;
 mod common;
