@@ -144,10 +144,10 @@ impl AzureEnvironment {
     /// The kubeconfig file `login` writes: the first `KUBECONFIG` entry, or
     /// `~/.kube/config`.
     pub fn login_kubeconfig_path(&self) -> Option<PathBuf> {
-        self.kubeconfig
-            .as_ref()
-            .and_then(|value| std::env::split_paths(value).find(|p| !p.as_os_str().is_empty()))
-            .or_else(|| self.home.as_ref().map(|h| h.join(".kube").join("config")))
+        stepstack_core::connector::kubeconfig::login_path(
+            self.kubeconfig.as_deref(),
+            self.home.as_deref(),
+        )
     }
 
     /// The client-secret credentials of the `AZURE_*` variables, when all three are set.
