@@ -121,10 +121,10 @@ impl GcpEnvironment {
     /// The kubeconfig file `login` writes: the first `KUBECONFIG` entry, or
     /// `~/.kube/config`.
     pub fn login_kubeconfig_path(&self) -> Option<PathBuf> {
-        self.kubeconfig
-            .as_ref()
-            .and_then(|value| std::env::split_paths(value).find(|p| !p.as_os_str().is_empty()))
-            .or_else(|| self.home.as_ref().map(|h| h.join(".kube").join("config")))
+        stepstack_core::connector::kubeconfig::login_path(
+            self.kubeconfig.as_deref(),
+            self.home.as_deref(),
+        )
     }
 
     /// The credentials files to look at, in order: `GOOGLE_APPLICATION_CREDENTIALS`,
