@@ -219,6 +219,39 @@ async fn eviction_is_retried_on_the_infrastructure_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_is_retried_then_reported_when_the_budget_is_spent() {
+    let cluster = cluster().await;
+    let op = operator(&cluster, None).await;
+    let launch = launch(
+        "p",
+        "preempted",
+        "sleep 30",
+        json!({"retry": {"max_retries": 0}, "infrastructure_retry": {"max_retries": 1, "delay_seconds": 0}}),
+    );
+    let step_run_id = launch.step_run_id.clone();
+    let handle = op.submit(launch).await.unwrap();
+    let waiter = spawn_wait(&op, &handle);
+    let first = running_pod(&cluster, &step_run_id).await;
+    cluster.runtime().preempt_pod(NS, &first).await.unwrap();
+    // The retry runs a new attempt (a new Job, so a new pod); preempt that one too.
+    let mut second = running_pod(&cluster, &step_run_id).await;
+    while second == first {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        second = running_pod(&cluster, &step_run_id).await;
+    }
+    cluster.runtime().preempt_pod(NS, &second).await.unwrap();
+    let outcome = waiter.await.unwrap().unwrap();
+    let failure = outcome.failure().expect("fails");
+    assert_eq!(failure.reason, FailureReason::Preempted);
+    assert!(
+        failure.message.contains("PreemptionByScheduler"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(jobs_of(&cluster, &step_run_id).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_node_is_node_lost_when_the_budget_is_spent() {
     let cluster = cluster().await;
     let op = operator(&cluster, None).await;

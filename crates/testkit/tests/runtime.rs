@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
@@ -341,6 +341,57 @@ async fn eviction_fails_the_pod() {
         Some("The node was low on resource: memory.")
     );
     assert_eq!(pod_condition(&p, "DisruptionTarget").unwrap().0, "True");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_fails_the_pod_as_a_disruption_target_then_deletes_it() {
+    let c = cluster().await;
+    let client = c.client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("victim", "sleep 30", |_| {}))
+        .await
+        .unwrap();
+    let running = wait_until(&pods, "victim", "Running", |p| phase(p) == "Running").await;
+    let from = running.metadata.resource_version.clone().unwrap();
+    let mut events = pods
+        .watch(
+            &kube::api::WatchParams::default().fields("metadata.name=victim"),
+            &from,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    c.runtime().preempt_pod("default", "victim").await.unwrap();
+    let mut failed = None;
+    tokio::time::timeout(GUARD, async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            match event {
+                kube::api::WatchEvent::Modified(p) if phase(&p) == "Failed" => failed = Some(p),
+                kube::api::WatchEvent::Deleted(_) => return,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the pod is deleted");
+    let failed = failed.expect("the pod was seen Failed before it was deleted");
+    let (status, reason, _) = pod_condition(&failed, "DisruptionTarget").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "PreemptionByScheduler")
+    );
+    assert_eq!(failed.status.unwrap().reason, None, "no pod-level reason");
+    let recorded: Api<Event> = Api::namespaced(client, "default");
+    let recorded = recorded.list(&ListParams::default()).await.unwrap();
+    assert!(
+        recorded
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Preempted")
+                && e.involved_object.name.as_deref() == Some("victim")),
+        "a Preempted event"
+    );
+    assert!(c.runtime().preempt_pod("default", "victim").await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,8 @@
 //!
 //! [`Runtime::start`] creates the Node objects from [`RuntimeOptions::nodes`] and spawns
 //! the control loops on the current Tokio runtime. Tests trigger disruptions through
-//! [`Runtime::evict_pod`], [`Runtime::lose_node`] and [`Runtime::restore_node`]; a
+//! [`Runtime::evict_pod`], [`Runtime::preempt_pod`], [`Runtime::lose_node`] and
+//! [`Runtime::restore_node`]; a
 //! simulated OOM kill is asked for with the pod annotation
 //! [`SIMULATE_OOM_ANNOTATION`] (see the [`kubelet`] module docs for the process
 //! conventions: working directory, volumes, termination messages).
@@ -241,6 +242,14 @@ impl Runtime {
     pub async fn evict_pod(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
         self.store.get(ResourceKind::Pod, Some(namespace), name)?;
         self.kubelet.evict(namespace, name).await
+    }
+
+    /// Preempts a running pod as the scheduler does to make room for a pod of higher
+    /// priority: a `DisruptionTarget` condition (reason `PreemptionByScheduler`), a
+    /// `Preempted` event, its containers killed (the pod ends `Failed`), and the pod deleted.
+    pub async fn preempt_pod(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
+        self.store.get(ResourceKind::Pod, Some(namespace), name)?;
+        self.kubelet.preempt(namespace, name).await
     }
 
     /// Simulates losing a node: it turns `Ready=Unknown` (reason `NodeStatusUnknown`) with

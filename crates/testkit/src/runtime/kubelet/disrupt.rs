@@ -46,6 +46,58 @@ impl Kubelet {
 
     /// Evicts a running pod: kills its containers, marks it Failed/Evicted.
     pub(crate) async fn evict(&self, ns: &str, name: &str) -> Result<(), ApiError> {
+        let message = "The node was low on resource: memory.";
+        let w = self.running_worker(ns, name)?;
+        self.kill_disrupted(
+            &w,
+            "TerminationByKubelet",
+            message,
+            Some(Forced {
+                reason: "Evicted".into(),
+                message: message.into(),
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Preempts a running pod as the scheduler does to make room for a pod of higher
+    /// priority: a `DisruptionTarget` condition (reason `PreemptionByScheduler`) and a
+    /// `Preempted` event from the scheduler, the containers killed (the pod ends `Failed`
+    /// without a pod-level reason, as on a real cluster), then the pod deleted.
+    pub(crate) async fn preempt(&self, ns: &str, name: &str) -> Result<(), ApiError> {
+        let w = self.running_worker(ns, name)?;
+        let _ = self.store.record_event_from(
+            "default-scheduler",
+            None,
+            &w.ns,
+            &w.involved,
+            "Normal",
+            "Preempted",
+            &format!(
+                "Preempted by pod {} on node {}",
+                crate::store::new_uid(),
+                w.node
+            ),
+        );
+        self.kill_disrupted(
+            &w,
+            "PreemptionByScheduler",
+            "default-scheduler: preempting to accommodate a higher priority pod",
+            None,
+        )
+        .await;
+        let options = crate::store::DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        self.store
+            .delete(ResourceKind::Pod, Some(ns), name, options)
+            .map(|_| ())
+    }
+
+    /// The worker of a pod that runs here and has not finished.
+    fn running_worker(&self, ns: &str, name: &str) -> Result<Arc<PodWorker>, ApiError> {
         let w = lock(&self.workers)
             .values()
             .find(|w| w.ns == ns && w.name == name)
@@ -58,31 +110,42 @@ impl Kubelet {
                 "pod \"{name}\" has already terminated"
             )));
         }
-        let message = "The node was low on resource: memory.";
+        Ok(w)
+    }
+
+    /// Marks the pod as a disruption target, kills its containers and publishes the
+    /// terminal status (with `forced` as the pod's reason and message, if given).
+    async fn kill_disrupted(
+        &self,
+        w: &Arc<PodWorker>,
+        condition_reason: &str,
+        message: &str,
+        forced: Option<Forced>,
+    ) {
         let now = now_rfc3339();
-        let _ = self.store.modify(ResourceKind::Pod, Some(ns), name, |p| {
-            add_condition(p, "DisruptionTarget", "TerminationByKubelet", message, &now);
-            Ok(())
-        });
-        lock(&w.record).forced = Some(Forced {
-            reason: "Evicted".into(),
-            message: message.into(),
-        });
-        self.event(&w, "Warning", "Evicted", message);
-        Self::stop_worker(&w);
+        let _ = self
+            .store
+            .modify(ResourceKind::Pod, Some(&w.ns), &w.name, |p| {
+                add_condition(p, "DisruptionTarget", condition_reason, message, &now);
+                Ok(())
+            });
+        if let Some(forced) = forced {
+            self.event(w, "Warning", &forced.reason, &forced.message);
+            lock(&w.record).forced = Some(forced);
+        }
+        Self::stop_worker(w);
         for name in lock(&w.procs).keys() {
             self.event(
-                &w,
+                w,
                 "Normal",
                 "Killing",
                 &format!("Stopping container {name}"),
             );
         }
-        Self::signal_all(&w, Signal::SIGKILL);
+        Self::signal_all(w, Signal::SIGKILL);
         let mut done = w.done.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(10), done.wait_for(|d| *d)).await;
-        self.publish(&w);
-        Ok(())
+        self.publish(w);
     }
 
     /// The node stops responding: its processes die, its pods fail with `NodeLost`.
