@@ -252,6 +252,33 @@ async fn preemption_is_retried_then_reported_when_the_budget_is_spent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_the_job_controller_cannot_create_is_create_failed_with_the_reason() {
+    let cluster = cluster().await;
+    cluster.store().set_pod_quota(NS, Some(0));
+    let op = operator(&cluster, None).await;
+    let launch = launch("p", "over-quota", "echo never", json!({}));
+    let step_run_id = launch.step_run_id.clone();
+    let outcome = op.launch(launch).await.unwrap();
+    let failure = outcome.failure().expect("fails");
+    assert_eq!(
+        failure.reason,
+        FailureReason::CreateFailed {
+            api_reason: "FailedCreate".into()
+        }
+    );
+    assert!(
+        failure.message.contains("exceeded quota: pod-quota"),
+        "the quota's message: {}",
+        failure.message
+    );
+    assert!(pods_of(&cluster, &step_run_id).is_empty());
+    eventually("the Job is deleted", Duration::from_secs(30), || {
+        jobs_of(&cluster, &step_run_id).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_node_is_node_lost_when_the_budget_is_spent() {
     let cluster = cluster().await;
     let op = operator(&cluster, None).await;

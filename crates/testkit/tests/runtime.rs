@@ -395,6 +395,57 @@ async fn preemption_fails_the_pod_as_a_disruption_target_then_deletes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_quota_refuses_pods_from_anyone_and_finished_pods_do_not_count() {
+    let c = cluster().await;
+    let client = c.client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    c.store().set_pod_quota("default", Some(1));
+    pods.create(&PostParams::default(), &pod("first", "sleep 30", |_| {}))
+        .await
+        .unwrap();
+    let err = pods
+        .create(&PostParams::default(), &pod("second", "true", |_| {}))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 403);
+            assert_eq!(
+                s.message,
+                "pods \"second\" is forbidden: exceeded quota: pod-quota, requested: pods=1, used: pods=1, limited: pods=1"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The job controller meets the same quota and says so on the Job.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    jobs.create(&PostParams::default(), &job("blocked", "true", json!({})))
+        .await
+        .unwrap();
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let events = events_about(&client, "blocked").await;
+            if events.iter().any(|(t, r, m)| {
+                t == "Warning" && r == "FailedCreate" && m.contains("exceeded quota")
+            }) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a FailedCreate event on the Job");
+    // A finished pod frees its place (the Job goes first, so it cannot take it).
+    jobs.delete("blocked", &DeleteParams::background())
+        .await
+        .unwrap();
+    c.runtime().evict_pod("default", "first").await.unwrap();
+    pods.create(&PostParams::default(), &pod("third", "true", |_| {}))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_deadline_fails_with_deadline_exceeded() {
     let c = cluster().await;
     let client = c.client().await.unwrap();

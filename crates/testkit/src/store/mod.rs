@@ -98,6 +98,9 @@ struct Inner {
     rv: u64,
     kinds: HashMap<ResourceKind, KindState>,
     ip_counter: u32,
+    /// Namespace → the most pods that may exist there at once (a `ResourceQuota` with
+    /// `hard: {pods: N}`).
+    pod_quotas: HashMap<String, u32>,
 }
 
 /// What makes two events the same event (its count is bumped instead of a new one).
@@ -234,6 +237,7 @@ impl Store {
                     rv: 0,
                     kinds,
                     ip_counter: 0,
+                    pod_quotas: HashMap::new(),
                 }),
                 event_index: Mutex::new(HashMap::new()),
                 senders,
@@ -406,7 +410,43 @@ impl Store {
             meta.remove(f);
         }
         let key = Self::key(kind, meta_str(&obj, "namespace"), &name)?;
+        if kind == ResourceKind::Pod {
+            Self::admit_pod_quota(inner, &key)?;
+        }
         Ok((key, obj))
+    }
+
+    /// Limits how many pods that have not finished may exist in `namespace` (`None`
+    /// lifts the limit), as a `ResourceQuota` with `hard: {pods: N}` does: a pod beyond
+    /// it is refused with 403 `exceeded quota`, whoever creates it (kubectl, the job
+    /// controller).
+    pub fn set_pod_quota(&self, namespace: &str, pods: Option<u32>) {
+        let mut inner = self.shared.inner.lock();
+        match pods {
+            Some(n) => inner.pod_quotas.insert(namespace.to_owned(), n),
+            None => inner.pod_quotas.remove(namespace),
+        };
+    }
+
+    fn admit_pod_quota(inner: &Inner, key: &Key) -> Result<(), ApiError> {
+        let Some(&limit) = inner.pod_quotas.get(&key.0) else {
+            return Ok(());
+        };
+        let used = inner.kinds[&ResourceKind::Pod]
+            .objects
+            .iter()
+            .filter(|((ns, _), pod)| *ns == key.0 && !pod_is_terminal(pod))
+            .count();
+        if used < limit as usize {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "pods",
+            &key.1,
+            format!(
+                "exceeded quota: pod-quota, requested: pods=1, used: pods={used}, limited: pods={limit}"
+            ),
+        ))
     }
 
     fn create_locked(
