@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use crate::ambient::{self, ManagedIdentity};
 use crate::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
 use crate::config::{Credentials, IMPLICIT, Parsed};
-use crate::environment::AzureEnvironment;
+use crate::environment::{AzureEnvironment, read_variable_file};
 use crate::error::{AResult, AzureError};
 
 pub(crate) use stepstack_connector_http::AccessToken;
@@ -97,7 +97,8 @@ impl AzureAuth {
     pub(crate) async fn fetch(&self, scope: &str) -> AResult<AccessToken> {
         match &self.parsed.credentials {
             credentials @ (Credentials::ClientSecret { .. }
-            | Credentials::ClientCertificate { .. }) => {
+            | Credentials::ClientCertificate { .. }
+            | Credentials::FederatedToken { .. }) => {
                 self.client_credentials(credentials, scope).await
             }
             Credentials::Implicit {
@@ -129,7 +130,8 @@ impl AzureAuth {
     }
 
     /// The implicit method: the first ambient credentials found, in
-    /// DefaultAzureCredential's order: the `AZURE_*` client secret or certificate, a
+    /// DefaultAzureCredential's order: the `AZURE_*` client secret or certificate, workload
+    /// identity federation (`AZURE_FEDERATED_TOKEN_FILE`), a
     /// managed identity, the Azure CLI. Once the instance metadata service or the CLI has
     /// given a token, later tokens come from the same source (no probing again).
     async fn implicit(
@@ -143,12 +145,7 @@ impl AzureAuth {
             return self.client_credentials(&credentials, scope).await;
         }
         if let Some((tenant_id, client_id, path)) = env.client_certificate_file() {
-            let pem = tokio::fs::read_to_string(&path).await.map_err(|source| {
-                AzureError::ReadCertificate {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
+            let pem = read_variable_file("AZURE_CLIENT_CERTIFICATE_PATH", &path).await?;
             let certificate = ClientCertificate::from_pem(
                 &SecretString::from(pem),
                 env.client_certificate_password.as_ref(),
@@ -159,6 +156,9 @@ impl AzureAuth {
                 client_id,
                 certificate: Arc::new(certificate),
             };
+            return self.client_credentials(&credentials, scope).await;
+        }
+        if let Some(credentials) = env.federated_credentials() {
             return self.client_credentials(&credentials, scope).await;
         }
         let client_id = env.client_id.as_deref();
@@ -193,7 +193,7 @@ impl AzureAuth {
                 tried.push(e.to_string());
                 Err(AzureError::NoCredentials {
                     tried: format!(
-                        "no AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH; {}",
+                        "no AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE; {}",
                         tried.join("; ")
                     ),
                 })
@@ -215,6 +215,11 @@ impl AzureAuth {
                 ..
             }
             | Credentials::ClientCertificate {
+                tenant_id,
+                client_id,
+                ..
+            }
+            | Credentials::FederatedToken {
                 tenant_id,
                 client_id,
                 ..
@@ -240,6 +245,16 @@ impl AzureAuth {
                 format!(
                     "check the tenant id and client id, that the certificate with thumbprint (x5t) `{}` is uploaded to the application's certificates and has not expired, and that the private key in `client_certificate` belongs to it",
                     certificate.thumbprint()
+                )
+            }
+            Credentials::FederatedToken { token_file, .. } => {
+                // Read for every grant: the kubelet rotates the file.
+                let token = read_variable_file("AZURE_FEDERATED_TOKEN_FILE", token_file).await?;
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
+                form.push(("client_assertion", token.trim().to_owned()));
+                format!(
+                    "check that the application has a federated credential whose issuer and subject match the token in AZURE_FEDERATED_TOKEN_FILE ({}) — on AKS: workload identity enabled on the cluster, the pod labelled `azure.workload.identity/use: \"true\"` and its service account annotated with `azure.workload.identity/client-id` — and that the file is current",
+                    token_file.display()
                 )
             }
             Credentials::ClientSecret { secret, .. } => {

@@ -13,7 +13,7 @@ use crate::ambient;
 use crate::auth::AKS_SERVER_APP_SCOPE;
 use crate::config::{ACCESS_TOKEN, DEFAULT_MANAGEMENT_SCOPE, IMPLICIT, SERVICE_PRINCIPAL};
 use crate::connector::CONNECTOR_TYPE;
-use crate::environment::AzureEnvironment;
+use crate::environment::{AzureEnvironment, read_variable_file};
 use crate::error::{AResult, AzureError};
 
 /// Request values copied into every configuration (endpoints for sovereign clouds and
@@ -94,12 +94,7 @@ pub(crate) async fn auto_config(
         if requested.is_some_and(|m| m != SERVICE_PRINCIPAL) {
             return Err(wrong_method("AZURE_CLIENT_CERTIFICATE_PATH credentials"));
         }
-        let pem = tokio::fs::read_to_string(&path).await.map_err(|source| {
-            AzureError::ReadCertificate {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let pem = read_variable_file("AZURE_CLIENT_CERTIFICATE_PATH", &path).await?;
         let mut config = base(SERVICE_PRINCIPAL)
             .with_value("tenant_id", tenant)
             .with_value("client_id", client)

@@ -110,8 +110,8 @@ pub struct AccessTokenConfig {
 }
 
 /// `implicit`: the process's ambient credentials, in this order: AZURE_TENANT_ID,
-/// AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH); a managed
-/// identity (IDENTITY_ENDPOINT/IDENTITY_HEADER, else the instance metadata service); the
+/// AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH); workload
+/// identity (AZURE_FEDERATED_TOKEN_FILE); a managed identity (IDENTITY_ENDPOINT/IDENTITY_HEADER, else the instance metadata service); the
 /// Azure CLI's login.
 #[derive(Deserialize, JsonSchema)]
 pub struct ImplicitConfig {
@@ -141,6 +141,13 @@ pub(crate) enum Credentials {
         tenant_id: String,
         client_id: String,
         certificate: Arc<ClientCertificate>,
+    },
+    /// Workload identity federation: the grant with the token in `token_file` (written
+    /// by AKS workload identity, and rotated) as client assertion.
+    FederatedToken {
+        tenant_id: String,
+        client_id: String,
+        token_file: PathBuf,
     },
     /// Given tokens for ARM and, optionally, the AKS server application.
     Tokens {

@@ -69,7 +69,7 @@ pub fn connector_type_spec() -> ConnectorTypeSpec {
         AuthMethodSpec::new(
             "Azure Implicit Authentication",
             IMPLICIT,
-            "The process's ambient credentials, as DefaultAzureCredential looks for them: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), then a managed identity (IDENTITY_ENDPOINT, else the instance metadata service), then the Azure CLI's login.",
+            "The process's ambient credentials, as DefaultAzureCredential looks for them: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), then workload identity (AZURE_FEDERATED_TOKEN_FILE), then a managed identity (IDENTITY_ENDPOINT, else the instance metadata service), then the Azure CLI's login.",
             config::schema_of::<ImplicitConfig>(),
         )
         .implicit(),

@@ -3,12 +3,13 @@
 //! inject it instead of changing the process environment.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use stepstack_core::connector::ImplicitAuthGate;
 
 use crate::config::Credentials;
+use crate::error::{AResult, AzureError};
 
 /// The local environment of the Azure connector. `Debug` hides the client secret.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct AzureEnvironment {
     pub client_certificate_path: Option<PathBuf>,
     /// `AZURE_CLIENT_CERTIFICATE_PASSWORD`.
     pub client_certificate_password: Option<SecretString>,
+    /// `AZURE_FEDERATED_TOKEN_FILE`: a federated token (AKS workload identity) for the
+    /// `AZURE_CLIENT_ID` application, read again for every grant.
+    pub federated_token_file: Option<PathBuf>,
     /// `IDENTITY_ENDPOINT`: the managed-identity endpoint of App Service, Functions and
     /// Container Apps.
     pub identity_endpoint: Option<String>,
@@ -64,6 +68,7 @@ impl AzureEnvironment {
             client_certificate_path: text("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
             client_certificate_password: text("AZURE_CLIENT_CERTIFICATE_PASSWORD")
                 .map(SecretString::from),
+            federated_token_file: text("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
             identity_endpoint: text("IDENTITY_ENDPOINT"),
             identity_header: text("IDENTITY_HEADER").map(SecretString::from),
             azure_cli: PathBuf::from("az"),
@@ -98,17 +103,28 @@ impl AzureEnvironment {
         self
     }
 
-    /// Uses `path` as `AZURE_CLIENT_CERTIFICATE_PATH` for application `client_id` of
-    /// `tenant_id`.
-    pub fn with_client_certificate_path(
+    /// Uses `tenant_id` and `client_id` as `AZURE_TENANT_ID` and `AZURE_CLIENT_ID`.
+    pub fn with_application(
         mut self,
         tenant_id: impl Into<String>,
         client_id: impl Into<String>,
-        path: impl Into<PathBuf>,
     ) -> Self {
         self.tenant_id = Some(tenant_id.into());
         self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Uses `path` as `AZURE_CLIENT_CERTIFICATE_PATH` (for the application of
+    /// [`AzureEnvironment::with_application`]).
+    pub fn with_client_certificate_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.client_certificate_path = Some(path.into());
+        self
+    }
+
+    /// Uses `path` as `AZURE_FEDERATED_TOKEN_FILE` (for the application of
+    /// [`AzureEnvironment::with_application`]), as AKS workload identity sets it.
+    pub fn with_federated_token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.federated_token_file = Some(path.into());
         self
     }
 
@@ -159,6 +175,16 @@ impl AzureEnvironment {
         })
     }
 
+    /// Workload identity federation through `AZURE_FEDERATED_TOKEN_FILE`, when it and the
+    /// tenant and client ids are set.
+    pub(crate) fn federated_credentials(&self) -> Option<Credentials> {
+        Some(Credentials::FederatedToken {
+            tenant_id: self.tenant_id.clone()?,
+            client_id: self.client_id.clone()?,
+            token_file: self.federated_token_file.clone()?,
+        })
+    }
+
     /// The tenant, client and certificate file of the `AZURE_*` variables, when all three
     /// are set.
     pub(crate) fn client_certificate_file(&self) -> Option<(String, String, PathBuf)> {
@@ -168,6 +194,17 @@ impl AzureEnvironment {
             self.client_certificate_path.clone()?,
         ))
     }
+}
+
+/// The contents of file `path`, which environment variable `variable` names.
+pub(crate) async fn read_variable_file(variable: &'static str, path: &Path) -> AResult<String> {
+    tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| AzureError::ReadFile {
+            what: variable,
+            path: path.to_owned(),
+            source,
+        })
 }
 
 impl Default for AzureEnvironment {

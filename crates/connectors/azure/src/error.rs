@@ -131,7 +131,7 @@ pub(crate) enum AzureError {
     NoKubernetesToken { scope: String, app: String },
 
     #[error(
-        "found no Azure credentials ({tried}); set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), run on Azure with a managed identity, or log in with `az login`"
+        "found no Azure credentials ({tried}); set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), run on Azure with workload identity or a managed identity, or log in with `az login`"
     )]
     NoCredentials { tried: String },
 
@@ -143,8 +143,9 @@ pub(crate) enum AzureError {
     )]
     AzureCli { program: String, reason: String },
 
-    #[error("could not read AZURE_CLIENT_CERTIFICATE_PATH {}: {source}", path.display())]
-    ReadCertificate {
+    #[error("could not read {what} {}: {source}", path.display())]
+    ReadFile {
+        what: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -183,9 +184,7 @@ impl AzureError {
             }
             Arm { status, .. } if *status >= 500 => ErrorKind::Unavailable,
             Arm { .. } | BadKubeconfig { .. } | WriteKubeconfig { .. } => ErrorKind::Internal,
-            ClusterNotFound { .. } | NoCredentials { .. } | ReadCertificate { .. } => {
-                ErrorKind::NotFound
-            }
+            ClusterNotFound { .. } | NoCredentials { .. } | ReadFile { .. } => ErrorKind::NotFound,
             ManagedIdentity { .. } | AzureCli { .. } => ErrorKind::Unauthenticated,
             Http(error) => error.kind(),
         }

@@ -11,7 +11,8 @@
 //!   `client_assertion` (certificate credentials, [`FakeAzure::add_client_certificate`]).
 //!   The tenant, client and secret are checked; an assertion is verified for real: RS256
 //!   signature with the public key of the certificate registered under its `x5t`, `aud` =
-//!   the token endpoint, `iss` = `sub` = the client id, a `jti`, `nbf`..`exp` around now.
+//!   the token endpoint, `iss` = `sub` = the client id, a `jti`, `nbf`..`exp` around now;
+//!   or, as client assertion, a federated token of [`FakeAzure::add_federated_token`].
 //!   Errors are AADSTS-shaped:
 //!   `{"error", "error_description": "AADSTS…: …", "error_codes": […], "trace_id", …}`.
 //! - `GET /metadata/identity/oauth2/token` (the instance metadata service, `Metadata: true`)
@@ -204,6 +205,8 @@ struct FakePrincipal {
     secret: Option<String>,
     /// x5t (base64url SHA-1 of the certificate DER) → RSAPublicKey DER.
     certificates: HashMap<String, Vec<u8>>,
+    /// Federated tokens (workload identity) the application trusts → their expiry.
+    federated_tokens: HashMap<String, Timestamp>,
 }
 
 /// A client certificate made by [`FakeAzure::add_client_certificate`].
@@ -399,6 +402,27 @@ impl FakeAzure {
         certificate
     }
 
+    /// Registers service principal `client_id` (if new) and returns a federated token it
+    /// trusts as client assertion, as AKS workload identity projects into pods
+    /// (`AZURE_FEDERATED_TOKEN_FILE`). It expires with [`FakeAzure::expire_tokens`].
+    pub fn add_federated_token(&self, client_id: &str) -> String {
+        // A JWT's shape without an `x5t`: Entra ID matches it against federated
+        // credentials, not certificates.
+        let token = format!(
+            "eyJhbGciOiJSUzI1NiIsImtpZCI6ImZlZCJ9.eyJzdWIiOiJ7fSJ9.fed{}",
+            random_hex(24)
+        );
+        let expires_at = Timestamp::now() + SignedDuration::from_secs(3600);
+        self.state
+            .principals
+            .write()
+            .entry(client_id.to_owned())
+            .or_default()
+            .federated_tokens
+            .insert(token.clone(), expires_at);
+        token
+    }
+
     /// A client certificate for `client_id` that is not uploaded anywhere.
     pub fn unregistered_client_certificate(&self, client_id: &str) -> FakeClientCertificate {
         self.make_client_certificate(client_id)
@@ -479,11 +503,17 @@ impl FakeAzure {
         self.state.options.write().token_lifetime = lifetime;
     }
 
-    /// Ends every token issued so far (as if they had expired).
+    /// Ends every token issued so far, federated tokens included (as if they had
+    /// expired).
     pub fn expire_tokens(&self) {
         let past = Timestamp::now() - SignedDuration::from_secs(1);
         for token in self.state.tokens.write().values_mut() {
             token.expires_at = past;
+        }
+        for principal in self.state.principals.write().values_mut() {
+            for expires_at in principal.federated_tokens.values_mut() {
+                *expires_at = past;
+            }
         }
     }
 
@@ -757,6 +787,19 @@ fn token(state: &AzureState, tenant: &str, body: &[u8]) -> Response<Body> {
                     format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE}."),
                 ),
             ))
+        } else if let Some(expires_at) = principal.federated_tokens.get(assertion) {
+            if *expires_at <= Timestamp::now() {
+                Err((
+                    400,
+                    "invalid_client",
+                    AssertionError::new(
+                        700024,
+                        "Client assertion is not within its valid time range.".to_owned(),
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
         } else {
             verify_assertion(
                 principal,
@@ -860,7 +903,12 @@ fn verify_assertion(
             "Invalid JWT token. 'RS256' is the only supported signing algorithm for client assertions here.".to_owned(),
         ));
     }
-    let thumbprint = header_json["x5t"].as_str().unwrap_or_default();
+    let Some(thumbprint) = header_json["x5t"].as_str() else {
+        return Err(AssertionError::new(
+            70021,
+            "No matching federated identity record found for presented assertion.".to_owned(),
+        ));
+    };
     let Some(public_key) = principal.certificates.get(thumbprint) else {
         return Err(AssertionError::new(
             700027,

@@ -121,7 +121,7 @@ async fn without_ambient_credentials_the_error_says_what_was_tried() {
         "prod",
         ErrorKind::NotFound,
         &[
-            "no AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
+            "no AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE",
             "Identity not found",
             "Please run 'az login'",
             "AZURE_CLIENT_SECRET",
@@ -180,7 +180,8 @@ async fn auto_configure_takes_a_service_principal_from_the_environment() {
     std::fs::write(&path, &certificate.pem).unwrap();
     let flavor = AzureConnectorFlavor::with_environment(
         AzureEnvironment::empty()
-            .with_client_certificate_path(env.fake.tenant_id(), SP, &path)
+            .with_application(env.fake.tenant_id(), SP)
+            .with_client_certificate_path(&path)
             .with_subscription(env.fake.subscription_id()),
     );
     let config = flavor
@@ -193,7 +194,8 @@ async fn auto_configure_takes_a_service_principal_from_the_environment() {
     // The implicit method reads the same file when a token is needed.
     let implicit = open_flavor(
         AzureEnvironment::empty()
-            .with_client_certificate_path(env.fake.tenant_id(), SP, &path)
+            .with_application(env.fake.tenant_id(), SP)
+            .with_client_certificate_path(&path)
             .with_subscription(env.fake.subscription_id()),
     );
     let config = env.endpoints(ConnectorConfig::new("imp-cert", "azure", "implicit"));
@@ -271,4 +273,62 @@ async fn auto_configure_gives_implicit_only_when_asked_and_allowed() {
     let err = closed.auto_configure(wrong).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidSettings, "{err}");
     assert!(err.message().contains("AZURE_CLIENT_SECRET"), "{err}");
+}
+
+#[tokio::test]
+async fn implicit_uses_workload_identity_and_rereads_the_rotated_token_file() {
+    let env = env().await;
+    env.allow_on_cluster(SP);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    std::fs::write(&file, env.fake.add_federated_token(SP)).unwrap();
+    let flavor = open_flavor(
+        AzureEnvironment::empty()
+            .with_application(env.fake.tenant_id(), SP)
+            .with_federated_token_file(&file)
+            .with_subscription(env.fake.subscription_id()),
+    );
+    let connector = flavor
+        .build_connector(implicit(&env, "wi", &dir.path().join("no-az")))
+        .unwrap();
+    let client = connect(&connector, "prod").await.into_client().unwrap();
+    namespaces(&client).await.unwrap();
+    assert_eq!(
+        env.fake
+            .calls()
+            .iter()
+            .filter(|c| c.kind == "managedIdentity")
+            .count(),
+        0
+    );
+
+    // The kubelet rotates the projected token; every token so far lapses.
+    env.fake.expire_tokens();
+    std::fs::write(&file, env.fake.add_federated_token(SP)).unwrap();
+    namespaces(&client)
+        .await
+        .expect("a fresh token from the rotated federated token");
+
+    // A token the application has no federated credential for is refused, with a hint.
+    std::fs::write(
+        &file,
+        env.fake
+            .add_federated_token("99999999-0000-4000-8000-000000000000"),
+    )
+    .unwrap();
+    env.fake.expire_tokens();
+    let fresh = flavor
+        .build_connector(implicit(&env, "wi-wrong", &dir.path().join("no-az")))
+        .unwrap();
+    connector_fails(
+        &fresh,
+        "prod",
+        ErrorKind::Unauthenticated,
+        &[
+            "AADSTS70021",
+            "federated credential",
+            "azure.workload.identity/client-id",
+        ],
+    )
+    .await;
 }
