@@ -185,7 +185,8 @@ fn seed_workflow_runs_a_gpu_step_and_explains_failures() {
     );
     assert!(out.stderr.contains("Unschedulable"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("didn't match Pod's node affinity/selector"),
+        out.stderr
+            .contains("didn't match Pod's node affinity/selector"),
         "the scheduler's reason: {}",
         out.stderr
     );
