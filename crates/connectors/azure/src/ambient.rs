@@ -161,8 +161,13 @@ struct CliOutput {
     tenant: Option<String>,
 }
 
-/// `az account get-access-token --scope SCOPE -o json` with `program` as `az`.
-pub(crate) async fn azure_cli_token(program: &Path, scope: &str) -> AResult<CliToken> {
+/// `az account get-access-token --scope SCOPE -o json [--tenant TENANT]` with `program`
+/// as `az`.
+pub(crate) async fn azure_cli_token(
+    program: &Path,
+    scope: &str,
+    tenant: Option<&str>,
+) -> AResult<CliToken> {
     let failed = |reason: String| AzureError::AzureCli {
         program: program.display().to_string(),
         reason,
@@ -177,6 +182,7 @@ pub(crate) async fn azure_cli_token(program: &Path, scope: &str) -> AResult<CliT
             "-o",
             "json",
         ])
+        .args(tenant.into_iter().flat_map(|t| ["--tenant", t]))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(CLI_TIMEOUT, command.output())

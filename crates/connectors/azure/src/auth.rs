@@ -183,7 +183,7 @@ impl AzureAuth {
             }
         }
         let program = azure_cli.unwrap_or(&env.azure_cli);
-        match ambient::azure_cli_token(program, scope).await {
+        match ambient::azure_cli_token(program, scope, env.tenant_id.as_deref()).await {
             Ok(cli) => {
                 *self.implicit_source.lock().await = Some(AmbientSource::AzureCli);
                 Ok(cli.token)

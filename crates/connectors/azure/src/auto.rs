@@ -126,10 +126,15 @@ pub(crate) async fn auto_config(
     let no_credentials = |e: AzureError| AzureError::NoCredentials {
         tried: format!("no AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH; {e}"),
     };
-    let arm = ambient::azure_cli_token(&program, management_scope)
+    let tenant = request
+        .values
+        .get("tenant_id")
+        .or(env.tenant_id.as_ref())
+        .map(String::as_str);
+    let arm = ambient::azure_cli_token(&program, management_scope, tenant)
         .await
         .map_err(no_credentials)?;
-    let aks = ambient::azure_cli_token(&program, AKS_SERVER_APP_SCOPE)
+    let aks = ambient::azure_cli_token(&program, AKS_SERVER_APP_SCOPE, tenant)
         .await
         .map_err(no_credentials)?;
     let mut config = base(ACCESS_TOKEN)

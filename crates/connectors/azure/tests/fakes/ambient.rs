@@ -209,10 +209,16 @@ async fn auto_configure_takes_tokens_from_the_azure_cli() {
     let (_dir, az, expires_at) = logged_in_az(&env, "alice@contoso.com");
     let flavor =
         AzureConnectorFlavor::with_environment(AzureEnvironment::empty().with_azure_cli(&az));
-    let config = flavor
-        .auto_configure(request(&env, "auto-cli"))
-        .await
-        .unwrap();
+    let mut ask = request(&env, "auto-cli");
+    ask.values
+        .insert("tenant_id".to_owned(), env.fake.tenant_id());
+    let config = flavor.auto_configure(ask).await.unwrap();
+    // The CLI is asked for the given tenant's tokens.
+    let args = std::fs::read_to_string(az.with_file_name("az.args")).unwrap();
+    assert!(
+        args.contains(&format!("-o json --tenant {}", env.fake.tenant_id())),
+        "{args}"
+    );
     assert_eq!(config.auth_method, "access-token");
     assert_eq!(config.values["subscription_id"], env.fake.subscription_id());
     assert_eq!(config.values["tenant_id"], env.fake.tenant_id());
