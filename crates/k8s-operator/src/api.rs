@@ -6,12 +6,14 @@
 //! dropped connections) are retried with exponential backoff and jitter up to
 //! `max_retries`; every other 4xx is returned at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use kube::client::Body;
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 
 /// The longest `Retry-After` the operator honours; longer values are capped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -21,6 +23,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Request timeout when the settings give none.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests (not streams) one operator has in flight at most. HTTP/1.1 needs a
+/// connection per request in flight, and each costs a TLS session and buffers (about
+/// 40 KB here, more on the API server): a thousand steps submitted at once would
+/// otherwise open a thousand connections and keep them in the pool.
+pub(crate) const MAX_CONCURRENT_REQUESTS: usize = 32;
 
 /// How one API call is made: its timeout and how often a transient failure is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,10 +279,12 @@ impl Call {
     }
 }
 
-/// A client that makes [`Call`]s with a [`CallPolicy`].
+/// A client that makes [`Call`]s with a [`CallPolicy`]. Clones share the limit of
+/// [`MAX_CONCURRENT_REQUESTS`].
 #[derive(Clone)]
 pub(crate) struct Api {
     client: kube::Client,
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Api {
@@ -286,7 +295,10 @@ impl std::fmt::Debug for Api {
 
 impl Api {
     pub(crate) fn new(client: kube::Client) -> Self {
-        Api { client }
+        Api {
+            client,
+            in_flight: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+        }
     }
 
     /// The underlying client (for watches).
@@ -319,6 +331,9 @@ impl Api {
     }
 
     async fn once(&self, call: &Call, timeout: Duration) -> Result<Bytes, ApiError> {
+        // Held until the whole answer is read, not across retry delays. The semaphore is
+        // never closed, so this always yields a permit.
+        let _permit = self.in_flight.acquire().await.ok();
         let fut = async {
             let response = self.send(call).await?;
             let status = response.status();

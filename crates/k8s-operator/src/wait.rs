@@ -179,10 +179,10 @@ impl<'a> Waiter<'a> {
 
 /// Waits until the step of `handle` has finished, retrying failed attempts.
 pub(crate) async fn wait(inner: &Arc<Inner>, handle: &StepHandle) -> Result<StepOutcome> {
-    let w = Waiter::new(inner, handle).await?;
+    let w = Box::pin(Waiter::new(inner, handle)).await?;
     let mut sub = w.watch.subscribe(&w.data.step_run_label);
     let capture = match &w.data.log_file {
-        Some(_) => crate::logs::capture(inner, handle).await.ok(),
+        Some(_) => Box::pin(crate::logs::capture(inner, handle)).await.ok(),
         None => None,
     };
     let outcome = wait_loop(&w, &mut sub).await;
@@ -202,6 +202,8 @@ pub(crate) async fn wait(inner: &Arc<Inner>, handle: &StepHandle) -> Result<Step
     outcome
 }
 
+/// The failure paths (evidence, retries, direct reads) are boxed: they are rare, and a
+/// thousand steps waiting at once should not each carry their state machines.
 async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Result<StepOutcome> {
     let mut read_directly = false;
     let mut no_pod_checks = 0u32;
@@ -226,7 +228,7 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
                 _ = tokio::time::sleep(grace) => {}
             }
             read_directly = true;
-            if w.read_job(attempt).await?.is_none() {
+            if Box::pin(w.read_job(attempt)).await?.is_none() {
                 if let Some(outcome) = recorded_outcome(w.inner, w.handle) {
                     return Ok(outcome);
                 }
@@ -252,8 +254,14 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
                     continue;
                 };
                 let job_name = job.metadata.name.clone().unwrap_or_default();
-                let events =
-                    warning_events(w.api, &w.data.namespace, "Job", &job_name, w.calls).await;
+                let events = Box::pin(warning_events(
+                    w.api,
+                    &w.data.namespace,
+                    "Job",
+                    &job_name,
+                    w.calls,
+                ))
+                .await;
                 if let Some(create) = events.iter().find(|e| e.starts_with("FailedCreate")) {
                     let failure = StepFailure::new(
                         FailureReason::CreateFailed {
@@ -263,9 +271,13 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
                     )
                     .with_warning_events(events.clone())
                     .with_attempts(attempt + 1);
-                    if let Err(err) =
-                        crate::cancel::delete_job(w.api, &w.data.namespace, &job_name, w.calls)
-                            .await
+                    if let Err(err) = Box::pin(crate::cancel::delete_job(
+                        w.api,
+                        &w.data.namespace,
+                        &job_name,
+                        w.calls,
+                    ))
+                    .await
                     {
                         tracing::warn!(job = %job_name, error = %err, "could not delete the Job");
                     }
@@ -289,13 +301,13 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
                 // The Job failed but the pods' watch has not shown why yet: read the
                 // attempt's pods once directly.
                 listed_pods = Some(attempt);
-                w.list_pods(attempt).await;
+                Box::pin(w.list_pods(attempt)).await;
             }
             Verdict::Failed(failure) => {
                 let Some(job) = snapshot.job.clone() else {
                     continue;
                 };
-                let concluded = conclude(w, &job, failure).await;
+                let concluded = Box::pin(conclude(w, &job, failure)).await;
                 let used = retry_counts(&job);
                 match w.data.policy.retry.decide(&concluded.reason, used) {
                     RetryDecision::Retry { counts, delay } => {
@@ -308,7 +320,7 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
                             "attempt failed; retrying"
                         );
                         tokio::time::sleep(delay).await;
-                        next_attempt(w, &job, attempt + 1, counts).await?;
+                        Box::pin(next_attempt(w, &job, attempt + 1, counts)).await?;
                     }
                     RetryDecision::GiveUp => {
                         tracing::info!(namespace = %w.data.namespace, step = %w.handle.step_name, reason = %concluded.reason, "step failed");
@@ -748,5 +760,26 @@ mod tests {
             Some("train-p-bbbb-0.train-p-bbbb.ml.svc")
         );
         assert_eq!(secret_of(&job).as_deref(), Some("train-p-aaaa-env"));
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    /// A thousand steps wait at once: the waiting state machine must stay small (the
+    /// failure paths are boxed).
+    #[test]
+    fn a_waiting_step_is_small() {
+        let op = crate::KubernetesStepOperator::new(
+            Default::default(),
+            stepstack_core::StepOperatorContext::new("k8s"),
+        );
+        let launch = stepstack_core::StepLaunch::new("p", "s", "img", ["true"]);
+        let handle = stepstack_core::StepHandle::new("kubernetes", &launch, serde_json::json!({}));
+        let waiting = super::wait(&op.inner, &handle);
+        assert!(
+            std::mem::size_of_val(&waiting) < 3 * 1024,
+            "{}",
+            std::mem::size_of_val(&waiting)
+        );
     }
 }

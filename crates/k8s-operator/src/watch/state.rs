@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use tokio::sync::watch;
 
@@ -19,6 +19,8 @@ use crate::outcome::AttemptSnapshot;
 pub(crate) const STEP_RUN_LABEL: &str = "stepstack.dev/step-run-id";
 /// Label with the attempt number.
 pub(crate) const ATTEMPT_LABEL: &str = "stepstack.dev/attempt";
+/// Label and annotation with a pod's index in an Indexed Job.
+pub(crate) const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
 /// Step run (label value) and attempt of a managed object.
 fn key_of(meta: &ObjectMeta) -> Option<(String, u32)> {
@@ -79,7 +81,7 @@ impl NamespaceState {
 
     /// A Job was added or changed.
     pub(crate) fn apply_job(&mut self, mut job: Job) {
-        job.metadata.managed_fields = None;
+        slim_job(&mut job);
         if let Some((attempt, step_run)) = self.attempt_mut(&job.metadata) {
             attempt.job = Some(Arc::new(job));
             attempt.job_deleted = false;
@@ -90,7 +92,7 @@ impl NamespaceState {
 
     /// A Job was deleted; its last state is kept.
     pub(crate) fn delete_job(&mut self, mut job: Job) {
-        job.metadata.managed_fields = None;
+        slim_job(&mut job);
         if let Some((attempt, step_run)) = self.attempt_mut(&job.metadata) {
             // Keep the richest status we saw: the deletion event may carry an older one.
             let keep_old = attempt
@@ -124,7 +126,7 @@ impl NamespaceState {
 
     /// A pod was added or changed.
     pub(crate) fn apply_pod(&mut self, mut pod: Pod) {
-        pod.metadata.managed_fields = None;
+        slim_pod(&mut pod);
         let name = pod.metadata.name.clone().unwrap_or_default();
         if let Some((attempt, step_run)) = self.attempt_mut(&pod.metadata) {
             attempt.pods.insert(name, Arc::new(pod));
@@ -135,7 +137,6 @@ impl NamespaceState {
     /// A pod was deleted; it is kept, marked as deleted, so its last status still
     /// explains a failure.
     pub(crate) fn delete_pod(&mut self, mut pod: Pod) {
-        pod.metadata.managed_fields = None;
         if pod.metadata.deletion_timestamp.is_none() {
             pod.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
         }
@@ -233,6 +234,63 @@ impl NamespaceState {
     }
 }
 
+/// Drops what the operator never reads from a Job: the managed fields, and once the Job
+/// has succeeded, its pod template and other labels (only a retry of a failed attempt
+/// copies them).
+fn slim_job(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    if !has_condition(job, &["Complete", "SuccessCriteriaMet"]) {
+        return;
+    }
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = PodTemplateSpec::default();
+        spec.selector = None;
+    }
+    let meta = &mut job.metadata;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| matches!(k.as_str(), STEP_RUN_LABEL | ATTEMPT_LABEL));
+    }
+    // The stepstack annotations (a recorded failure) still count.
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k.starts_with("stepstack.dev/"));
+    }
+}
+
+/// Keeps of a pod only what judging the step and following its logs read: name,
+/// timestamps, the step-run, attempt and index labels and the index annotation, the
+/// node it is bound to, and the status. The rest of the spec (containers, volumes,
+/// tolerations) is most of a pod's size.
+fn slim_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.generate_name = None;
+    meta.finalizers = None;
+    let kept = |key: &String| matches!(key.as_str(), STEP_RUN_LABEL | ATTEMPT_LABEL | INDEX_KEY);
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| kept(k));
+    }
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| kept(k));
+    }
+    if let Some(spec) = pod.spec.as_mut() {
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            ..PodSpec::default()
+        };
+    }
+}
+
+fn has_condition(job: &Job, types: &[&str]) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.status == "True" && types.contains(&c.type_.as_str()))
+        })
+}
+
 fn is_finished(job: &Job) -> bool {
     job.status
         .as_ref()
@@ -303,5 +361,98 @@ mod tests {
         state.delete_job(job("a1", "sr", 1, false));
         state.sweep(Duration::ZERO);
         assert!(state.snapshot("sr").is_empty());
+    }
+
+    #[test]
+    fn cached_objects_keep_only_what_the_operator_reads() {
+        let mut state = NamespaceState::default();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "generateName": "j-", "labels": {
+                STEP_RUN_LABEL: "sr", ATTEMPT_LABEL: "0", INDEX_KEY: "1", "job-name": "j"},
+                "annotations": {INDEX_KEY: "1", "other": "x"},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "u"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "busybox"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "main", "image": "busybox",
+                "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}
+        }))
+        .unwrap();
+        state.apply_pod(pod);
+        let running = job("j", "sr", 0, false);
+        let mut running = running;
+        running.spec = Some(
+            serde_json::from_value(json!({
+                "completions": 2, "activeDeadlineSeconds": 60,
+                "template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+            }))
+            .unwrap(),
+        );
+        running
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("pipeline".into(), "p".into());
+        state.apply_job(running.clone());
+        let snap = &state.snapshot("sr")[&0];
+        let pod = &snap.pods[0];
+        let labels = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels.len(), 3, "{labels:?}");
+        assert_eq!(pod.metadata.annotations.as_ref().unwrap().len(), 1);
+        assert!(pod.metadata.owner_references.is_none());
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert!(spec.containers.is_empty());
+        assert_eq!(
+            pod.status
+                .as_ref()
+                .unwrap()
+                .container_statuses
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
+        // A running Job keeps its template (a retry copies it) and labels.
+        let job_spec = snap.job.as_ref().unwrap().spec.as_ref().unwrap();
+        assert_eq!(job_spec.template.spec.as_ref().unwrap().containers.len(), 1);
+        assert_eq!(
+            snap.job
+                .as_ref()
+                .unwrap()
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .len(),
+            3
+        );
+        // A succeeded one keeps what judging it reads.
+        let mut done = running;
+        done.status = job("j", "sr", 0, true).status;
+        done.metadata.annotations = Some(
+            [
+                (
+                    crate::outcome::FAILURE_ANNOTATION.to_owned(),
+                    "{}".to_owned(),
+                ),
+                ("other".to_owned(), "x".to_owned()),
+            ]
+            .into(),
+        );
+        state.apply_job(done);
+        let snap = &state.snapshot("sr")[&0];
+        let job = snap.job.as_ref().unwrap();
+        assert!(is_finished(job));
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(
+            (spec.completions, spec.active_deadline_seconds),
+            (Some(2), Some(60))
+        );
+        assert!(spec.template.spec.is_none());
+        assert_eq!(job.metadata.labels.as_ref().unwrap().len(), 2);
+        let annotations = job.metadata.annotations.as_ref().unwrap();
+        assert!(
+            annotations.contains_key(crate::outcome::FAILURE_ANNOTATION) && annotations.len() == 1
+        );
     }
 }
