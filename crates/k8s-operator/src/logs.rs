@@ -28,12 +28,10 @@ use crate::handle::KubernetesHandle;
 use crate::operator::Inner;
 use crate::outcome::main_status;
 use crate::watch::NamespaceWatch;
+use crate::watch::state::INDEX_KEY;
 
 /// How long a log stream waits for the pods of a finished Job to show up.
 const POD_GRACE: Duration = Duration::from_secs(2);
-
-/// Annotation (and label) with a pod's index in an Indexed Job.
-const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
 /// The log file of a step run, if logs are kept.
 pub(crate) fn log_file(state_dir: Option<&Path>, step_run_id: &str, keep: bool) -> Option<PathBuf> {
@@ -91,36 +89,57 @@ impl LogFiles {
             .clone()
     }
 
-    fn write(&self, path: &Path, line: &LogLine, position: Position) {
+    /// Appends the lines of one pod (all with the same pod index) that come after the
+    /// last line written for that pod, in one write.
+    fn write(&self, path: &Path, lines: &[(LogLine, Position)]) {
+        let Some((first, _)) = lines.first() else {
+            return;
+        };
+        let key = first.pod_index.unwrap_or(u32::MAX);
         let state = self.state(path);
         let mut state = state.lock();
         if state.broken {
             return;
         }
-        let key = line.pod_index.unwrap_or(u32::MAX);
-        if let Some(last) = state.last.get(&key)
-            && !last.is_before(&position)
-        {
-            return;
+        let last = state.last.get(&key).copied();
+        let mut text = Vec::new();
+        let mut written = None;
+        for (line, position) in lines {
+            if last.is_some_and(|last| !last.is_before(position))
+                || written.is_some_and(|w: Position| !w.is_before(position))
+            {
+                continue;
+            }
+            let stored = FileLine {
+                timestamp: line.timestamp.as_ref(),
+                pod_index: line.pod_index,
+                text: &line.text,
+                ordinal: position.ordinal,
+            };
+            if let Err(err) = serde_json::to_writer(&mut text, &stored) {
+                tracing::warn!(file = %path.display(), error = %err, "cannot encode a log line; logs are not kept");
+                state.broken = true;
+                return;
+            }
+            text.push(b'\n');
+            written = Some(*position);
         }
+        let Some(written) = written else {
+            return;
+        };
         let result = (|| -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut file = std::fs::OpenOptions::new()
+            std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(path)?;
-            let mut text = serde_json::to_string(&FileLine {
-                line,
-                ordinal: position.ordinal,
-            })?;
-            text.push('\n');
-            file.write_all(text.as_bytes())
+                .open(path)?
+                .write_all(&text)
         })();
         match result {
             Ok(()) => {
-                state.last.insert(key, position);
+                state.last.insert(key, written);
             }
             Err(err) => {
                 tracing::warn!(file = %path.display(), error = %err, "cannot write the step's log file; logs are not kept");
@@ -130,10 +149,15 @@ impl LogFiles {
     }
 }
 
+/// A line of the log file: the [`LogLine`] fields and the line's ordinal among those
+/// with its timestamp.
 #[derive(serde::Serialize)]
 struct FileLine<'a> {
-    #[serde(flatten)]
-    line: &'a LogLine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<&'a Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_index: Option<u32>,
+    text: &'a str,
     ordinal: u32,
 }
 
@@ -168,17 +192,33 @@ fn read_positions(path: &Path) -> FileState {
     state
 }
 
+/// The last timestamp parsed and its text: the lines of one write of the container
+/// share their timestamp, so most lines skip parsing it.
+type TimestampCache = Option<(Vec<u8>, Timestamp)>;
+
 /// Parses a line of `timestamps=true` output: `2026-01-01T00:00:00.123456789Z text`.
-fn parse_line(raw: &str) -> (Option<Timestamp>, String) {
-    let raw = raw.strip_suffix('\r').unwrap_or(raw);
-    if let Some((first, rest)) = raw.split_once(' ')
-        && let Ok(ts) = first.parse::<Timestamp>()
-    {
-        return (Some(ts), rest.to_owned());
-    }
-    match raw.parse::<Timestamp>() {
-        Ok(ts) => (Some(ts), String::new()),
-        Err(_) => (None, raw.to_owned()),
+fn parse_line(raw: &[u8], cache: &mut TimestampCache) -> (Option<Timestamp>, String) {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let (first, rest) = match raw.iter().position(|b| *b == b' ') {
+        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        None => (raw, None),
+    };
+    let ts = match cache {
+        Some((text, ts)) if text.as_slice() == first => Some(*ts),
+        _ => {
+            let parsed = std::str::from_utf8(first)
+                .ok()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            if let Some(ts) = parsed {
+                *cache = Some((first.to_vec(), ts));
+            }
+            parsed
+        }
+    };
+    match (ts, rest) {
+        (Some(ts), Some(rest)) => (Some(ts), String::from_utf8_lossy(rest).into_owned()),
+        (Some(ts), None) => (Some(ts), String::new()),
+        (None, _) => (None, String::from_utf8_lossy(raw).into_owned()),
     }
 }
 
@@ -624,6 +664,9 @@ async fn follow_pod(
 }
 
 /// Reads one log response; returns whether it ended cleanly (not dropped).
+///
+/// Lines are handled a network chunk at a time: one write to the log file per chunk,
+/// then each line to the stream.
 async fn read_body(
     ctx: &Ctx,
     body: kube::client::Body,
@@ -633,17 +676,24 @@ async fn read_body(
 ) -> Result<bool> {
     let mut stream = body.into_data_stream();
     let mut buffer = BytesMut::new();
-    let mut current = Position::default();
+    let mut lines = Lines {
+        index,
+        current: Position::default(),
+        timestamps: None,
+        batch: Vec::new(),
+    };
     loop {
         match stream.next().await {
             Some(Ok(chunk)) => {
                 buffer.extend_from_slice(&chunk);
-                while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
-                    let raw = buffer.split_to(pos + 1);
-                    let text = String::from_utf8_lossy(&raw[..pos]).into_owned();
-                    if !emit(ctx, &text, index, &mut current, last, tx).await {
-                        return Ok(true);
-                    }
+                let mut start = 0;
+                while let Some(n) = buffer[start..].iter().position(|b| *b == b'\n') {
+                    lines.push(&buffer[start..start + n], last);
+                    start += n + 1;
+                }
+                buffer.advance(start);
+                if !deliver(ctx, &mut lines.batch, tx).await {
+                    return Ok(true);
                 }
             }
             Some(Err(err)) => {
@@ -653,9 +703,9 @@ async fn read_body(
             }
             None => {
                 if !buffer.is_empty() {
-                    let text = String::from_utf8_lossy(buffer.chunk()).into_owned();
+                    lines.push(buffer.chunk(), last);
                     buffer.clear();
-                    emit(ctx, &text, index, &mut current, last, tx).await;
+                    deliver(ctx, &mut lines.batch, tx).await;
                 }
                 return Ok(true);
             }
@@ -663,41 +713,62 @@ async fn read_body(
     }
 }
 
-/// Delivers one raw line unless it was delivered before; false when nobody listens.
-///
-/// `current` is the position of the previous line of this connection (its ordinal
-/// counts the lines with the same timestamp); `last` the position of the last line
-/// delivered by any connection of this follower. A reconnect with `sinceTime` replays
-/// the lines at the resume timestamp, which compare as not after `last` and are skipped.
-async fn emit(
-    ctx: &Ctx,
-    raw: &str,
+/// The lines of one log response, parsed and not delivered yet.
+struct Lines {
     index: Option<u32>,
-    current: &mut Position,
-    last: &mut Position,
+    /// The position of the previous line of this connection (its ordinal counts the
+    /// lines with the same timestamp).
+    current: Position,
+    timestamps: TimestampCache,
+    batch: Vec<(LogLine, Position)>,
+}
+
+impl Lines {
+    /// Adds one raw line unless it was delivered before.
+    ///
+    /// `last` is the position of the last line delivered by any connection of this
+    /// follower. A reconnect with `sinceTime` replays the lines at the resume timestamp,
+    /// which compare as not after `last` and are skipped.
+    fn push(&mut self, raw: &[u8], last: &mut Position) {
+        let (ts, text) = parse_line(raw, &mut self.timestamps);
+        let position = match (ts, self.current.ts) {
+            (Some(ts), Some(prev)) if ts == prev => Position {
+                ts: Some(ts),
+                ordinal: self.current.ordinal + 1,
+            },
+            (ts, _) => Position { ts, ordinal: 1 },
+        };
+        self.current = position;
+        if last.ts.is_some() && !last.is_before(&position) {
+            return;
+        }
+        *last = position;
+        let mut line = LogLine::new(ts, text);
+        if let Some(i) = self.index {
+            line = line.with_pod_index(i);
+        }
+        self.batch.push((line, position));
+    }
+}
+
+/// Appends `batch` to the log file and sends it on; false when nobody listens.
+async fn deliver(
+    ctx: &Ctx,
+    batch: &mut Vec<(LogLine, Position)>,
     tx: &mpsc::Sender<Result<LogLine>>,
 ) -> bool {
-    let (ts, text) = parse_line(raw);
-    let position = match (ts, current.ts) {
-        (Some(ts), Some(prev)) if ts == prev => Position {
-            ts: Some(ts),
-            ordinal: current.ordinal + 1,
-        },
-        (ts, _) => Position { ts, ordinal: 1 },
-    };
-    *current = position;
-    if last.ts.is_some() && !last.is_before(&position) {
+    if batch.is_empty() {
         return true;
     }
-    *last = position;
-    let mut line = LogLine::new(ts, text);
-    if let Some(i) = index {
-        line = line.with_pod_index(i);
-    }
     if let Some(file) = &ctx.file {
-        ctx.files.log_files.write(file, &line, position);
+        ctx.files.log_files.write(file, batch);
     }
-    tx.send(Ok(line)).await.is_ok()
+    for (line, _) in batch.drain(..) {
+        if tx.send(Ok(line)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -706,15 +777,62 @@ mod tests {
 
     #[test]
     fn parses_timestamped_lines() {
-        let (ts, text) = parse_line("2026-01-01T00:00:00.123456789Z hello world");
+        let mut cache = None;
+        let (ts, text) = parse_line(b"2026-01-01T00:00:00.123456789Z hello world", &mut cache);
         assert_eq!(ts.unwrap().to_string(), "2026-01-01T00:00:00.123456789Z");
         assert_eq!(text, "hello world");
-        let (ts, text) = parse_line("no timestamp here");
+        // The next line with the same timestamp reuses the parsed one.
+        let (again, text) = parse_line(b"2026-01-01T00:00:00.123456789Z  two\r", &mut cache);
+        assert_eq!(again, ts);
+        assert_eq!(text, " two");
+        let (ts, text) = parse_line(b"no timestamp here", &mut cache);
         assert!(ts.is_none());
         assert_eq!(text, "no timestamp here");
-        let (ts, text) = parse_line("2026-01-01T00:00:00Z");
-        assert!(ts.is_some());
+        let (ts, text) = parse_line(b"2026-01-01T00:00:00Z", &mut cache);
+        assert_eq!(ts.unwrap().to_string(), "2026-01-01T00:00:00Z");
         assert_eq!(text, "");
+        let (ts, text) = parse_line(b"2026-01-01T00:00:00Z caf\xc3\xa9 \xff", &mut cache);
+        assert!(ts.is_some());
+        assert_eq!(text, "caf\u{e9} \u{fffd}");
+    }
+
+    #[test]
+    fn lines_skip_what_was_delivered_before() {
+        let mut last = Position::default();
+        let mut lines = Lines {
+            index: Some(2),
+            current: Position::default(),
+            timestamps: None,
+            batch: Vec::new(),
+        };
+        for raw in [
+            "2026-01-01T00:00:01Z a",
+            "2026-01-01T00:00:01Z b",
+            "2026-01-01T00:00:02Z c",
+        ] {
+            lines.push(raw.as_bytes(), &mut last);
+        }
+        let texts: Vec<&str> = lines.batch.iter().map(|(l, _)| l.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b", "c"]);
+        assert!(lines.batch.iter().all(|(l, _)| l.pod_index == Some(2)));
+        assert_eq!(lines.batch[1].1.ordinal, 2);
+        // A reconnect with sinceTime=00:00:01 replays a and b, then brings d.
+        let mut again = Lines {
+            index: Some(2),
+            current: Position::default(),
+            timestamps: None,
+            batch: Vec::new(),
+        };
+        for raw in [
+            "2026-01-01T00:00:01Z a",
+            "2026-01-01T00:00:01Z b",
+            "2026-01-01T00:00:02Z c",
+            "2026-01-01T00:00:02Z d",
+        ] {
+            again.push(raw.as_bytes(), &mut last);
+        }
+        let texts: Vec<&str> = again.batch.iter().map(|(l, _)| l.text.as_str()).collect();
+        assert_eq!(texts, ["d"]);
     }
 
     #[test]
@@ -747,36 +865,44 @@ mod tests {
         let l = |text: &str| LogLine::new(Some(t1), text);
         files.write(
             &path,
-            &l("a"),
-            Position {
-                ts: Some(t1),
-                ordinal: 1,
-            },
+            &[(
+                l("a"),
+                Position {
+                    ts: Some(t1),
+                    ordinal: 1,
+                },
+            )],
         );
         files.write(
             &path,
-            &l("b"),
-            Position {
-                ts: Some(t1),
-                ordinal: 2,
-            },
+            &[(
+                l("b"),
+                Position {
+                    ts: Some(t1),
+                    ordinal: 2,
+                },
+            )],
         );
         // A second stream delivering the same lines writes nothing.
         files.write(
             &path,
-            &l("a"),
-            Position {
-                ts: Some(t1),
-                ordinal: 1,
-            },
+            &[(
+                l("a"),
+                Position {
+                    ts: Some(t1),
+                    ordinal: 1,
+                },
+            )],
         );
         files.write(
             &path,
-            &l("b"),
-            Position {
-                ts: Some(t1),
-                ordinal: 2,
-            },
+            &[(
+                l("b"),
+                Position {
+                    ts: Some(t1),
+                    ordinal: 2,
+                },
+            )],
         );
         let texts: Vec<String> = read_stored(&path)
             .into_iter()
@@ -787,25 +913,47 @@ mod tests {
         let other = LogFiles::default();
         other.write(
             &path,
-            &l("b"),
-            Position {
-                ts: Some(t1),
-                ordinal: 2,
-            },
+            &[(
+                l("b"),
+                Position {
+                    ts: Some(t1),
+                    ordinal: 2,
+                },
+            )],
         );
         other.write(
             &path,
-            &l("c"),
-            Position {
-                ts: Some(t1),
-                ordinal: 3,
-            },
+            &[(
+                l("c"),
+                Position {
+                    ts: Some(t1),
+                    ordinal: 3,
+                },
+            )],
         );
         let texts: Vec<String> = read_stored(&path)
             .into_iter()
             .map(|s| s.line.text)
             .collect();
         assert_eq!(texts, ["a", "b", "c"]);
+        // One write of a batch: only the lines after the last written one.
+        let at = |ordinal| Position {
+            ts: Some(t1),
+            ordinal,
+        };
+        other.write(
+            &path,
+            &[
+                (l("b"), at(2)),
+                (l("c"), at(3)),
+                (l("d"), at(4)),
+                (l("e"), at(5)),
+            ],
+        );
+        let stored = read_stored(&path);
+        let texts: Vec<&str> = stored.iter().map(|s| s.line.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b", "c", "d", "e"]);
+        assert_eq!(stored[4].ordinal, 5);
         assert!(log_file(Some(dir.path()), "x", false).is_none());
     }
 }
