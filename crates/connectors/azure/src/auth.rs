@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 use crate::ambient::{self, ManagedIdentity};
 use crate::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
-use crate::config::{Credentials, IMPLICIT, Parsed};
+use crate::config::{ClientCredentials, ClientProof, Credentials, IMPLICIT, Parsed};
 use crate::environment::{AzureEnvironment, read_variable_file};
 use crate::error::{AResult, AzureError};
 
@@ -96,11 +96,7 @@ impl AzureAuth {
     /// A new token for `scope`, through the credentials' real HTTP path.
     pub(crate) async fn fetch(&self, scope: &str) -> AResult<AccessToken> {
         match &self.parsed.credentials {
-            credentials @ (Credentials::ClientSecret { .. }
-            | Credentials::ClientCertificate { .. }
-            | Credentials::FederatedToken { .. }) => {
-                self.client_credentials(credentials, scope).await
-            }
+            Credentials::Client(client) => self.client_credentials(client, scope).await,
             Credentials::Implicit {
                 managed_identity_endpoint,
                 azure_cli,
@@ -151,10 +147,10 @@ impl AzureAuth {
                 env.client_certificate_password.as_ref(),
                 IMPLICIT,
             )?;
-            let credentials = Credentials::ClientCertificate {
+            let credentials = ClientCredentials {
                 tenant_id,
                 client_id,
-                certificate: Arc::new(certificate),
+                proof: ClientProof::Certificate(Arc::new(certificate)),
             };
             return self.client_credentials(&credentials, scope).await;
         }
@@ -205,39 +201,19 @@ impl AzureAuth {
     /// signed by a certificate.
     async fn client_credentials(
         &self,
-        credentials: &Credentials,
+        credentials: &ClientCredentials,
         scope: &str,
     ) -> AResult<AccessToken> {
-        let (tenant, client_id) = match credentials {
-            Credentials::ClientSecret {
-                tenant_id,
-                client_id,
-                ..
-            }
-            | Credentials::ClientCertificate {
-                tenant_id,
-                client_id,
-                ..
-            }
-            | Credentials::FederatedToken {
-                tenant_id,
-                client_id,
-                ..
-            } => (tenant_id.as_str(), client_id.as_str()),
-            _ => {
-                return Err(AzureError::NoCredentials {
-                    tried: "no client credentials".to_owned(),
-                });
-            }
-        };
+        let tenant = credentials.tenant_id.as_str();
+        let client_id = credentials.client_id.as_str();
         let endpoint = format!("{}/{tenant}/oauth2/v2.0/token", self.parsed.authority_host);
         let mut form = vec![
             ("grant_type", "client_credentials".to_owned()),
             ("client_id", client_id.to_owned()),
             ("scope", scope.to_owned()),
         ];
-        let hint = match credentials {
-            Credentials::ClientCertificate { certificate, .. } => {
+        let hint = match &credentials.proof {
+            ClientProof::Certificate(certificate) => {
                 let assertion =
                     certificate.assertion(client_id, &endpoint, Timestamp::now().as_second())?;
                 form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
@@ -247,7 +223,7 @@ impl AzureAuth {
                     certificate.thumbprint()
                 )
             }
-            Credentials::FederatedToken { token_file, .. } => {
+            ClientProof::FederatedTokenFile(token_file) => {
                 // Read for every grant: the kubelet rotates the file.
                 let token = read_variable_file("AZURE_FEDERATED_TOKEN_FILE", token_file).await?;
                 form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
@@ -257,14 +233,9 @@ impl AzureAuth {
                     token_file.display()
                 )
             }
-            Credentials::ClientSecret { secret, .. } => {
+            ClientProof::Secret(secret) => {
                 form.push(("client_secret", secret.expose_secret().to_owned()));
                 "check the tenant id, client id and client secret (the secret's value, not its id) and that the secret has not expired".to_owned()
-            }
-            _ => {
-                return Err(AzureError::NoCredentials {
-                    tried: "no client credentials".to_owned(),
-                });
             }
         };
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -130,25 +130,8 @@ pub struct ImplicitConfig {
 /// The credentials of a connector.
 #[derive(Debug, Clone)]
 pub(crate) enum Credentials {
-    /// The client-credentials grant with a client secret.
-    ClientSecret {
-        tenant_id: String,
-        client_id: String,
-        secret: SecretString,
-    },
-    /// The client-credentials grant with a JWT assertion signed by a client certificate.
-    ClientCertificate {
-        tenant_id: String,
-        client_id: String,
-        certificate: Arc<ClientCertificate>,
-    },
-    /// Workload identity federation: the grant with the token in `token_file` (written
-    /// by AKS workload identity, and rotated) as client assertion.
-    FederatedToken {
-        tenant_id: String,
-        client_id: String,
-        token_file: PathBuf,
-    },
+    /// An application's OAuth2 client-credentials grant.
+    Client(ClientCredentials),
     /// Given tokens for ARM and, optionally, the AKS server application.
     Tokens {
         arm: SecretString,
@@ -159,6 +142,26 @@ pub(crate) enum Credentials {
         managed_identity_endpoint: Option<String>,
         azure_cli: Option<PathBuf>,
     },
+}
+
+/// An Entra ID application and how it proves itself in the client-credentials grant.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCredentials {
+    pub(crate) tenant_id: String,
+    pub(crate) client_id: String,
+    pub(crate) proof: ClientProof,
+}
+
+/// What the client-credentials grant carries besides the client id.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientProof {
+    /// `client_secret`.
+    Secret(SecretString),
+    /// A JWT `client_assertion` signed by a client certificate.
+    Certificate(Arc<ClientCertificate>),
+    /// Workload identity federation: the token in this file (written by AKS workload
+    /// identity, and rotated) as `client_assertion`.
+    FederatedTokenFile(PathBuf),
 }
 
 /// A parsed configuration.
@@ -195,7 +198,7 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
             check_id("client_id", &c.client_id, method)?;
             let tenant_id = c.tenant_id.trim().to_owned();
             let client_id = c.client_id.trim().to_owned();
-            let credentials = match (c.client_secret, c.client_certificate) {
+            let proof = match (c.client_secret, c.client_certificate) {
                 (Some(_), Some(_)) => {
                     return Err(invalid(
                         "both `client_secret` and `client_certificate` are set; keep one",
@@ -206,21 +209,20 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
                         "missing `client_secret` (or `client_certificate`, a PEM with the certificate and its private key)",
                     ));
                 }
-                (Some(secret), None) => Credentials::ClientSecret {
-                    tenant_id,
-                    client_id,
-                    secret,
-                },
-                (None, Some(pem)) => Credentials::ClientCertificate {
-                    tenant_id,
-                    client_id,
-                    certificate: Arc::new(ClientCertificate::from_pem(
+                (Some(secret), None) => ClientProof::Secret(secret),
+                (None, Some(pem)) => {
+                    ClientProof::Certificate(Arc::new(ClientCertificate::from_pem(
                         &pem,
                         c.client_certificate_password.as_ref(),
                         method,
-                    )?),
-                },
+                    )?))
+                }
             };
+            let credentials = Credentials::Client(ClientCredentials {
+                tenant_id,
+                client_id,
+                proof,
+            });
             (c.common, credentials)
         }
         ACCESS_TOKEN => {

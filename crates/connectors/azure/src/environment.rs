@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use stepstack_core::connector::ImplicitAuthGate;
 
-use crate::config::Credentials;
+use crate::config::{ClientCredentials, ClientProof};
 use crate::error::{AResult, AzureError};
 
 /// The local environment of the Azure connector. `Debug` hides the client secret.
@@ -167,21 +167,21 @@ impl AzureEnvironment {
     }
 
     /// The client-secret credentials of the `AZURE_*` variables, when all three are set.
-    pub(crate) fn client_secret_credentials(&self) -> Option<Credentials> {
-        Some(Credentials::ClientSecret {
+    pub(crate) fn client_secret_credentials(&self) -> Option<ClientCredentials> {
+        Some(ClientCredentials {
             tenant_id: self.tenant_id.clone()?,
             client_id: self.client_id.clone()?,
-            secret: self.client_secret.clone()?,
+            proof: ClientProof::Secret(self.client_secret.clone()?),
         })
     }
 
     /// Workload identity federation through `AZURE_FEDERATED_TOKEN_FILE`, when it and the
     /// tenant and client ids are set.
-    pub(crate) fn federated_credentials(&self) -> Option<Credentials> {
-        Some(Credentials::FederatedToken {
+    pub(crate) fn federated_credentials(&self) -> Option<ClientCredentials> {
+        Some(ClientCredentials {
             tenant_id: self.tenant_id.clone()?,
             client_id: self.client_id.clone()?,
-            token_file: self.federated_token_file.clone()?,
+            proof: ClientProof::FederatedTokenFile(self.federated_token_file.clone()?),
         })
     }
 
