@@ -43,12 +43,6 @@ impl RsaSigner {
         Ok(RsaSigner { pair })
     }
 
-    /// The public key (RSAPublicKey DER), to check that it matches a certificate.
-    pub fn public_key_der(&self) -> &[u8] {
-        use ring::signature::KeyPair as _;
-        self.pair.public_key().as_ref()
-    }
-
     /// `header.claims.signature`, base64url without padding; `header` gets `alg: RS256`
     /// and `typ: JWT` added.
     pub fn sign_jwt(
