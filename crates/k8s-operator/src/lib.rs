@@ -12,6 +12,7 @@ mod outcome;
 mod preview;
 mod retry;
 mod submit;
+mod sweep;
 mod wait;
 mod watch;
 

@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub(crate) cancelled: Mutex<HashSet<String>>,
     /// Jobs this operator created (so a waiter knows the watch will deliver them).
     pub(crate) submitted: Mutex<HashSet<String>>,
+    /// Namespaces whose orphaned Secrets this operator has looked for.
+    pub(crate) swept_namespaces: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for KubernetesStepOperator {
@@ -96,6 +98,7 @@ impl KubernetesStepOperator {
                 hub: WatchHub::default(),
                 state_dir: context.state_dir.clone(),
                 service_accounts: Mutex::new(HashSet::new()),
+                swept_namespaces: Mutex::new(HashSet::new()),
                 log_files: crate::logs::LogFiles::default(),
                 cancelled: Mutex::new(HashSet::new()),
                 submitted: Mutex::new(HashSet::new()),

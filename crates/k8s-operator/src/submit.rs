@@ -40,6 +40,7 @@ pub(crate) async fn submit(inner: &Inner, launch: StepLaunch) -> Result<StepHand
             .map_err(context)?;
     }
     if let Some(secret) = &secret {
+        crate::sweep::sweep_namespace_once(inner, api, &namespace, calls);
         create_secret(api, secret, calls).await.map_err(context)?;
     }
     inner.submitted.lock().insert(job_name.clone());

@@ -562,6 +562,60 @@ async fn secret_environment_goes_through_a_secret_owned_by_the_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_left_without_a_job_by_a_crashed_submit_are_deleted() {
+    let cluster = cluster().await;
+    let store = cluster.store();
+    let managed = json!({"app.kubernetes.io/managed-by": "stepstack"});
+    for (name, owners) in [
+        ("crashed-env", json!(null)),
+        ("fresh-env", json!(null)),
+        (
+            "owned-env",
+            json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "u"}]),
+        ),
+    ] {
+        let mut secret = json!({
+            "metadata": {"name": name, "labels": managed},
+            "stringData": {"TOKEN": "x"}
+        });
+        if !owners.is_null() {
+            secret["metadata"]["ownerReferences"] = owners;
+        }
+        store
+            .create(ResourceKind::Secret, Some(NS), secret)
+            .unwrap();
+    }
+    // The crashed submit and the owned Secret are an hour old; `fresh-env` may still be
+    // a submit in flight in another process.
+    for name in ["crashed-env", "owned-env"] {
+        store
+            .set_creation_timestamp(
+                ResourceKind::Secret,
+                Some(NS),
+                name,
+                jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+            )
+            .unwrap();
+    }
+    let op = operator(&cluster, None).await;
+    let launch = launch("p", "secret", "echo ok", json!({}))
+        .with_secret_env("API_TOKEN", "s3cr3t".to_owned().into());
+    assert!(op.launch(launch).await.unwrap().is_success());
+    eventually("the orphan is deleted", Duration::from_secs(30), || {
+        store
+            .get(ResourceKind::Secret, Some(NS), "crashed-env")
+            .is_err()
+    })
+    .await;
+    for kept in ["fresh-env", "owned-env"] {
+        assert!(
+            store.get(ResourceKind::Secret, Some(NS), kept).is_ok(),
+            "{kept} is kept"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_namespace_and_service_account_are_clear_errors() {
     let cluster = cluster().await;
     let op = operator_in(&cluster, "nowhere", None).await;
