@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -104,24 +105,19 @@ impl LogFiles {
         let last = state.last.get(&key).copied();
         let mut text = Vec::new();
         let mut written = None;
+        // The lines of one write share their timestamp: render it once.
+        let mut rendered: Option<(Timestamp, Vec<u8>)> = None;
         for (line, position) in lines {
             if last.is_some_and(|last| !last.is_before(position))
                 || written.is_some_and(|w: Position| !w.is_before(position))
             {
                 continue;
             }
-            let stored = FileLine {
-                timestamp: line.timestamp.as_ref(),
-                pod_index: line.pod_index,
-                text: &line.text,
-                ordinal: position.ordinal,
-            };
-            if let Err(err) = serde_json::to_writer(&mut text, &stored) {
+            if let Err(err) = encode_line(&mut text, line, position.ordinal, &mut rendered) {
                 tracing::warn!(file = %path.display(), error = %err, "cannot encode a log line; logs are not kept");
                 state.broken = true;
                 return;
             }
-            text.push(b'\n');
             written = Some(*position);
         }
         let Some(written) = written else {
@@ -149,16 +145,32 @@ impl LogFiles {
     }
 }
 
-/// A line of the log file: the [`LogLine`] fields and the line's ordinal among those
-/// with its timestamp.
-#[derive(serde::Serialize)]
-struct FileLine<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timestamp: Option<&'a Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pod_index: Option<u32>,
-    text: &'a str,
+/// Appends one line of the log file: the [`LogLine`] fields (as `LogLine` serializes
+/// them) and the line's ordinal among those with its timestamp, then a newline.
+/// `rendered` caches the JSON of the last timestamp.
+fn encode_line(
+    out: &mut Vec<u8>,
+    line: &LogLine,
     ordinal: u32,
+    rendered: &mut Option<(Timestamp, Vec<u8>)>,
+) -> serde_json::Result<()> {
+    out.push(b'{');
+    if let Some(ts) = line.timestamp {
+        let json = match rendered {
+            Some((at, json)) if *at == ts => json,
+            _ => &mut rendered.insert((ts, serde_json::to_vec(&ts)?)).1,
+        };
+        out.extend_from_slice(b"\"timestamp\":");
+        out.extend_from_slice(json);
+        out.push(b',');
+    }
+    if let Some(index) = line.pod_index {
+        out.extend_from_slice(format!("\"pod_index\":{index},").as_bytes());
+    }
+    out.extend_from_slice(b"\"text\":");
+    serde_json::to_writer(&mut *out, &line.text)?;
+    out.extend_from_slice(format!(",\"ordinal\":{ordinal}}}\n").as_bytes());
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]
@@ -222,6 +234,16 @@ fn parse_line(raw: &[u8], cache: &mut TimestampCache) -> (Option<Timestamp>, Str
     }
 }
 
+/// Where followers send lines: a batch per network chunk (the stream hands them out one
+/// by one), so the channel costs per chunk, not per line.
+type Tx = mpsc::Sender<Result<Vec<LogLine>>>;
+
+/// Batches a stream holds before its followers wait for the reader.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Lines per message when the kept log file is replayed.
+const REPLAY_BATCH: usize = 1024;
+
 /// Everything a follower needs.
 struct Ctx {
     api: Api,
@@ -243,9 +265,21 @@ pub(crate) async fn logs(
     follow: bool,
     after: Option<Timestamp>,
 ) -> Result<LogStream> {
-    let (rx, _task) = start(inner, handle, follow, after).await?;
-    let mut rx = rx;
-    Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
+    let (mut rx, _task) = start(inner, handle, follow, after).await?;
+    let mut pending = Vec::new().into_iter();
+    Ok(futures::stream::poll_fn(move |cx| {
+        loop {
+            if let Some(line) = pending.next() {
+                return Poll::Ready(Some(Ok(line)));
+            }
+            match std::task::ready!(rx.poll_recv(cx)) {
+                Some(Ok(batch)) => pending = batch.into_iter(),
+                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                None => return Poll::Ready(None),
+            }
+        }
+    })
+    .boxed())
 }
 
 /// Follows the logs of the step of `handle` into its log file only (used while
@@ -266,7 +300,10 @@ async fn start(
     handle: &StepHandle,
     follow: bool,
     after: Option<Timestamp>,
-) -> Result<(mpsc::Receiver<Result<LogLine>>, tokio::task::JoinHandle<()>)> {
+) -> Result<(
+    mpsc::Receiver<Result<Vec<LogLine>>>,
+    tokio::task::JoinHandle<()>,
+)> {
     let data = KubernetesHandle::from_handle(handle)?;
     let api = inner.api_for(&data).await?.clone();
     let calls = data.policy.calls();
@@ -282,17 +319,12 @@ async fn start(
         multi: data.pod_count > 1,
         after,
     });
-    let (tx, rx) = mpsc::channel(256);
+    let (tx, rx) = mpsc::channel(BATCHES_IN_FLIGHT);
     let task = tokio::spawn(produce(ctx, data, follow, tx));
     Ok((rx, task))
 }
 
-async fn produce(
-    ctx: Arc<Ctx>,
-    data: KubernetesHandle,
-    follow: bool,
-    tx: mpsc::Sender<Result<LogLine>>,
-) {
+async fn produce(ctx: Arc<Ctx>, data: KubernetesHandle, follow: bool, tx: Tx) {
     let mut sub = ctx.watch.subscribe(&ctx.step_run);
     let mut started: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     // Signalled by each pod's stream when it ends, so the stream as a whole ends as soon
@@ -516,15 +548,18 @@ async fn list_pods(ctx: &Ctx, attempt: u32) -> Vec<Arc<Pod>> {
 }
 
 /// Sends the kept log of a step whose pods are gone.
-async fn replay_file(ctx: &Ctx, tx: &mpsc::Sender<Result<LogLine>>) {
+async fn replay_file(ctx: &Ctx, tx: &Tx) {
     let Some(path) = &ctx.file else { return };
-    for stored in read_stored(path) {
-        if let (Some(after), Some(ts)) = (ctx.after, stored.line.timestamp)
-            && ts <= after
-        {
-            continue;
-        }
-        if tx.send(Ok(stored.line)).await.is_err() {
+    let mut lines = read_stored(path)
+        .into_iter()
+        .map(|stored| stored.line)
+        .filter(|line| match (ctx.after, line.timestamp) {
+            (Some(after), Some(ts)) => ts > after,
+            _ => true,
+        });
+    loop {
+        let batch: Vec<LogLine> = lines.by_ref().take(REPLAY_BATCH).collect();
+        if batch.is_empty() || tx.send(Ok(batch)).await.is_err() {
             return;
         }
     }
@@ -566,13 +601,7 @@ fn current_pod(ctx: &Ctx, name: &str) -> Option<Arc<Pod>> {
 }
 
 /// Streams the log of one pod, resuming after drops, until its container has ended.
-async fn follow_pod(
-    ctx: &Ctx,
-    pod: &str,
-    index: Option<u32>,
-    follow: bool,
-    tx: &mpsc::Sender<Result<LogLine>>,
-) -> Result<()> {
+async fn follow_pod(ctx: &Ctx, pod: &str, index: Option<u32>, follow: bool, tx: &Tx) -> Result<()> {
     let index = if ctx.multi { index } else { None };
     // Resuming after a given time: every line at or before it counts as delivered.
     let mut last = Position {
@@ -672,7 +701,7 @@ async fn read_body(
     body: kube::client::Body,
     index: Option<u32>,
     last: &mut Position,
-    tx: &mpsc::Sender<Result<LogLine>>,
+    tx: &Tx,
 ) -> Result<bool> {
     let mut stream = body.into_data_stream();
     let mut buffer = BytesMut::new();
@@ -751,24 +780,17 @@ impl Lines {
     }
 }
 
-/// Appends `batch` to the log file and sends it on; false when nobody listens.
-async fn deliver(
-    ctx: &Ctx,
-    batch: &mut Vec<(LogLine, Position)>,
-    tx: &mpsc::Sender<Result<LogLine>>,
-) -> bool {
+/// Appends `batch` to the log file and sends it on as one message; false when nobody
+/// listens.
+async fn deliver(ctx: &Ctx, batch: &mut Vec<(LogLine, Position)>, tx: &Tx) -> bool {
     if batch.is_empty() {
         return true;
     }
     if let Some(file) = &ctx.file {
         ctx.files.log_files.write(file, batch);
     }
-    for (line, _) in batch.drain(..) {
-        if tx.send(Ok(line)).await.is_err() {
-            return false;
-        }
-    }
-    true
+    let lines = batch.drain(..).map(|(line, _)| line).collect();
+    tx.send(Ok(lines)).await.is_ok()
 }
 
 #[cfg(test)]
