@@ -52,6 +52,15 @@ enum Command {
         #[arg(long)]
         steps: usize,
     },
+    /// (profiling) Log throughput alone against a running cluster (namespace `bench`):
+    /// the emulator's endpoint read raw, then through the operator.
+    #[command(hide = true)]
+    Logs {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        #[arg(long)]
+        lines: u64,
+    },
 }
 
 /// The sizes of one benchmark run.
@@ -88,6 +97,8 @@ struct Results {
     detection_latency_ms: Option<Summary>,
     scale: Vec<scale::ScaleRun>,
     logs: logs::LogThroughput,
+    /// The same log read straight from the emulator, without the operator.
+    logs_raw: logs::LogThroughput,
     cli: Vec<cli::CliStartup>,
 }
 
@@ -107,7 +118,27 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }),
+        Command::Logs { kubeconfig, lines } => runtime.block_on(async {
+            let state = tempfile::tempdir()?;
+            let operator = scale::operator_from(&kubeconfig, state.path()).await?;
+            let client = kube_client(&kubeconfig).await?;
+            let raw = logs::raw_throughput(&operator, &client, lines).await?;
+            println!("raw {}", serde_json::to_string(&raw)?);
+            let through = logs::throughput(&operator, lines).await?;
+            println!("operator {}", serde_json::to_string(&through)?);
+            Ok(())
+        }),
     }
+}
+
+async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 async fn run(out: PathBuf, quick: bool, cli_binary: Option<PathBuf>) -> anyhow::Result<()> {
@@ -146,6 +177,7 @@ async fn run(out: PathBuf, quick: bool, cli_binary: Option<PathBuf>) -> anyhow::
     }
 
     eprintln!("bench: log throughput ({} lines)", sizes.log_lines);
+    let logs_raw = logs::raw_throughput(&operator, &client, sizes.log_lines).await?;
     let logs = logs::throughput(&operator, sizes.log_lines).await?;
 
     let cli = match cli_binary {
@@ -169,6 +201,7 @@ async fn run(out: PathBuf, quick: bool, cli_binary: Option<PathBuf>) -> anyhow::
         detection_latency_ms: (!detection.is_empty()).then(|| Summary::of(&detection)),
         scale,
         logs,
+        logs_raw,
         cli,
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -85,21 +85,7 @@ pub(crate) async fn child(
     steps: usize,
     state: &Path,
 ) -> anyhow::Result<ChildReport> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await?;
-    let operator = stepstack_k8s_operator::KubernetesStepOperator::new(
-        stepstack_settings::KubernetesStepOperatorConfig {
-            kubernetes_namespace: NAMESPACE.into(),
-            ..Default::default()
-        },
-        stepstack_core::StepOperatorContext::new("scale-child")
-            .with_connection(stepstack_core::ClusterConnection::new(config))
-            .with_state_dir(state),
-    );
+    let operator = operator_from(kubeconfig, state).await?;
     let start = Instant::now();
     let succeeded = run_steps(&operator, steps).await?;
     Ok(ChildReport {
@@ -107,6 +93,29 @@ pub(crate) async fn child(
         succeeded,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// An operator for the bench namespace of the cluster in `kubeconfig`, keeping its
+/// state in `state`.
+pub(crate) async fn operator_from(
+    kubeconfig: &Path,
+    state: &Path,
+) -> anyhow::Result<stepstack_k8s_operator::KubernetesStepOperator> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(stepstack_k8s_operator::KubernetesStepOperator::new(
+        stepstack_settings::KubernetesStepOperatorConfig {
+            kubernetes_namespace: NAMESPACE.into(),
+            ..Default::default()
+        },
+        stepstack_core::StepOperatorContext::new("bench-child")
+            .with_connection(stepstack_core::ClusterConnection::new(config))
+            .with_state_dir(state),
+    ))
 }
 
 async fn run_steps(operator: &dyn StepOperator, steps: usize) -> anyhow::Result<usize> {
