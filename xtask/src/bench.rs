@@ -12,6 +12,9 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
+/// The criterion group of the emulator's benchmarks (`crates/testkit/benches/api.rs`).
+const EMULATOR_GROUP: &str = "emulator/";
+
 pub(crate) fn run(sh: &Shell, quick: bool) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let target = std::env::var("CARGO_TARGET_DIR")
@@ -39,7 +42,19 @@ pub(crate) fn run(sh: &Shell, quick: bool) -> anyhow::Result<()> {
         &["--noplot"]
     };
     cmd!(sh, "{cargo} bench --profile {profile} -p stepstack-settings --bench settings -- {criterion_args...}").run()?;
-    let micro = read_criterion(&target.join("criterion"))?;
+    cmd!(
+        sh,
+        "{cargo} bench --profile {profile} -p stepstack-testkit --bench api -- {criterion_args...}"
+    )
+    .run()?;
+    // The emulator's own benchmarks (group `emulator`) get their own section.
+    let (emulator, micro): (Vec<Value>, Vec<Value>) = read_criterion(&target.join("criterion"))?
+        .into_iter()
+        .partition(|b| {
+            b["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(EMULATOR_GROUP))
+        });
 
     // End-to-end.
     cmd!(
@@ -60,6 +75,7 @@ pub(crate) fn run(sh: &Shell, quick: bool) -> anyhow::Result<()> {
         "mode": if quick { "quick" } else { "full" },
         "profile": profile,
         "micro": micro,
+        "emulator": emulator,
         "e2e": e2e,
     });
     std::fs::write(
@@ -77,8 +93,19 @@ pub(crate) fn run(sh: &Shell, quick: bool) -> anyhow::Result<()> {
 /// Each criterion benchmark's median and confidence interval, in nanoseconds.
 fn read_criterion(dir: &Path) -> anyhow::Result<Vec<Value>> {
     let mut results = Vec::new();
+    // A benchmark's results are in `<dir>/<id>/new`, or `<dir>/<group>/<id>/new` in a group.
+    let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
+        if path.is_dir() && !path.join("new").is_dir() {
+            for inner in std::fs::read_dir(&path)? {
+                paths.push(inner?.path());
+            }
+        } else {
+            paths.push(path);
+        }
+    }
+    for path in paths {
         let (Ok(benchmark), Ok(estimates)) = (
             std::fs::read_to_string(path.join("new/benchmark.json")),
             std::fs::read_to_string(path.join("new/estimates.json")),
@@ -93,6 +120,8 @@ fn read_criterion(dir: &Path) -> anyhow::Result<Vec<Value>> {
             "median_ns": median["point_estimate"],
             "lower_ns": median["confidence_interval"]["lower_bound"],
             "upper_ns": median["confidence_interval"]["upper_bound"],
+            // Elements (requests) per iteration, when the benchmark declares them.
+            "elements": benchmark["throughput"]["Elements"],
         }));
     }
     results.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -176,6 +205,29 @@ fn markdown(report: &Value) -> String {
 
     let _ = writeln!(
         md,
+        "\n## Emulator (criterion, `crates/testkit/benches/api.rs`)\n\n| benchmark | median | 95% interval | requests/s |\n|---|---|---|---|"
+    );
+    for b in report["emulator"].as_array().into_iter().flatten() {
+        let per_second = match (b["elements"].as_f64(), b["median_ns"].as_f64()) {
+            (Some(n), Some(ns)) if ns > 0.0 => format!("{:.0}", n * 1e9 / ns),
+            (None, Some(ns)) if ns > 0.0 => format!("{:.0}", 1e9 / ns),
+            _ => "n/a".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} – {} | {per_second} |",
+            b["name"]
+                .as_str()
+                .unwrap_or("?")
+                .trim_start_matches(EMULATOR_GROUP),
+            duration(b["median_ns"].as_f64()),
+            duration(b["lower_ns"].as_f64()),
+            duration(b["upper_ns"].as_f64())
+        );
+    }
+
+    let _ = writeln!(
+        md,
         "\n## Launch (trivial steps, one at a time)\n\n| figure | median | p10 | p90 | p99 | n |\n|---|---|---|---|---|---|"
     );
     for (label, key, unit) in [
@@ -234,17 +286,32 @@ fn markdown(report: &Value) -> String {
         );
     }
 
-    let logs = &e2e["logs"];
     let _ = writeln!(
         md,
-        "\n## Log throughput\n\n{} lines ({} MB) in {} s: {} lines/s, {} MB/s; every line once, in order: {}.",
-        logs["lines"],
-        num(&json!(logs["bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0)),
-        num(&logs["seconds"]),
-        num(&logs["lines_per_second"]),
-        num(&logs["megabytes_per_second"]),
-        logs["all_lines_once_in_order"]
+        "\n## Log throughput (`seq`, ~8 bytes a line)\n\n| read by | lines | MB (text) | s | lines/s | MB/s | every line once, in order |\n|---|---|---|---|---|---|---|"
     );
+    for (label, key) in [
+        ("the operator (`logs(follow)`, log file kept)", "logs"),
+        (
+            "a plain kube-rs client (`timestamps=true`, counting only)",
+            "logs_raw",
+        ),
+    ] {
+        let logs = &e2e[key];
+        if logs.is_null() {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            logs["lines"],
+            num(&json!(logs["bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0)),
+            num(&logs["seconds"]),
+            num(&logs["lines_per_second"]),
+            num(&logs["megabytes_per_second"]),
+            logs["all_lines_once_in_order"]
+        );
+    }
 
     let _ = writeln!(
         md,

@@ -1,90 +1,111 @@
-//! Throughput and watch-latency benchmark of the emulated API server:
-//! `cargo bench -p stepstack-testkit --bench api`.
+//! Criterion benchmarks of the emulated API server (`cargo bench -p stepstack-testkit
+//! --bench api`), folded into `cargo xtask bench`'s report as its "Emulator" section:
 //!
-//! Prints simple GET requests per second (kube-rs, 16 concurrent tasks) and the median
-//! and p99 delay from a create returning to the watch event arriving.
+//! - one GET of a ConfigMap through kube-rs (request latency);
+//! - 16 GETs at once (one iteration = 16 requests: the server's throughput);
+//! - the delay from a create returning to its watch event arriving.
 
-#![allow(clippy::print_stdout, missing_docs)]
+#![allow(missing_docs)]
 
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use stepstack_testkit::{Cluster, ClusterOptions};
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let cluster = Cluster::start(ClusterOptions::default())
-        .await
-        .expect("cluster");
-    let client = cluster.client().await.expect("client");
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let cm: ConfigMap =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "bench"}})).unwrap();
-    cms.create(&PostParams::default(), &cm).await.unwrap();
+/// Requests in flight in the concurrent benchmark.
+const CONCURRENT: usize = 16;
 
-    let total = 5_000usize;
-    let tasks = 16usize;
-    let start = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..tasks {
-        let cms = cms.clone();
-        handles.push(tokio::spawn(async move {
-            for _ in 0..total / tasks {
-                cms.get("bench").await.unwrap();
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "GET configmap: {} requests in {secs:.2}s = {:.0} req/s",
-        total / tasks * tasks,
-        (total / tasks * tasks) as f64 / secs
-    );
-
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
-    let mut stream = cms
-        .watch(&WatchParams::default(), &rv)
-        .await
-        .unwrap()
-        .boxed();
-    let mut delays = Vec::new();
-    for i in 0..200 {
-        let cm: ConfigMap =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("w{i}")}}))
-                .unwrap();
-        cms.create(&PostParams::default(), &cm).await.unwrap();
-        let t = Instant::now();
-        loop {
-            match stream.next().await {
-                Some(Ok(WatchEvent::Added(o)))
-                    if o.metadata.name.as_deref() == Some(&format!("w{i}")) =>
-                {
-                    break;
-                }
-                Some(Ok(_)) => {}
-                other => panic!("watch ended: {other:?}"),
-            }
-        }
-        delays.push(t.elapsed());
-    }
-    delays.sort();
-    let p = |q: f64| delays[((delays.len() as f64 - 1.0) * q) as usize];
-    println!(
-        "watch delivery after create returned: median {:?}, p99 {:?}, max {:?}",
-        p(0.5),
-        p(0.99),
-        delays.last().copied().unwrap_or(Duration::ZERO)
-    );
-    cluster.shutdown().await;
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+        .expect("a valid ConfigMap")
 }
+
+fn emulator(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let (cluster, cms) = runtime.block_on(async {
+        let cluster = Cluster::start(ClusterOptions::default())
+            .await
+            .expect("the emulated cluster starts");
+        let client = cluster.client().await.expect("a client");
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        cms.create(&PostParams::default(), &config_map("bench"))
+            .await
+            .expect("create");
+        (cluster, cms)
+    });
+
+    let mut group = c.benchmark_group("emulator");
+    group.bench_function("GET configmap (kube-rs)", |b| {
+        b.iter(|| runtime.block_on(async { black_box(cms.get("bench").await.expect("get")) }))
+    });
+    group.throughput(Throughput::Elements(CONCURRENT as u64));
+    group.bench_function(format!("{CONCURRENT} GETs in flight"), |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let gets = (0..CONCURRENT).map(|_| cms.get("bench"));
+                for got in join_all(gets).await {
+                    black_box(got.expect("get"));
+                }
+            })
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+
+    // Watch delivery: each iteration creates a ConfigMap and waits for its ADDED event.
+    let mut stream = runtime.block_on(async {
+        let rv = cms
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .metadata
+            .resource_version
+            .expect("a list resourceVersion");
+        cms.watch(&WatchParams::default(), &rv)
+            .await
+            .expect("watch")
+            .boxed()
+    });
+    let mut next = 0u64;
+    group.bench_function("create returned → watch event", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    next += 1;
+                    let name = format!("w{next}");
+                    cms.create(&PostParams::default(), &config_map(&name))
+                        .await
+                        .expect("create");
+                    let created = Instant::now();
+                    loop {
+                        match stream.next().await {
+                            Some(Ok(WatchEvent::Added(o)))
+                                if o.metadata.name.as_deref() == Some(name.as_str()) =>
+                            {
+                                break;
+                            }
+                            Some(Ok(_)) => {}
+                            other => panic!("the watch ended: {other:?}"),
+                        }
+                    }
+                    total += created.elapsed();
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+    drop(stream);
+    runtime.block_on(cluster.shutdown());
+}
+
+criterion_group!(benches, emulator);
+criterion_main!(benches);
