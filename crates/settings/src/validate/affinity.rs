@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 
 use crate::error::{IssueKind, Path, ValidationReport};
 use crate::validate::k8s_names::{check_dns1123_label, check_label_value, check_qualified_name};
+use crate::validate::rules::check_label_map;
 
 /// Checks `affinity` at `path`.
 pub(crate) fn check_affinity(affinity: &Affinity, path: &Path, r: &mut ValidationReport) {
@@ -91,22 +92,8 @@ fn check_pod_term(term: &PodAffinityTerm, path: &Path, r: &mut ValidationReport)
 }
 
 fn check_label_selector(selector: &LabelSelector, path: &Path, r: &mut ValidationReport) {
-    for (key, value) in selector.match_labels.iter().flatten() {
-        let p = path.key("matchLabels").key(key);
-        if let Err(e) = check_qualified_name(key) {
-            r.push(
-                p.to_string(),
-                IssueKind::InvalidValue,
-                format!("invalid label key: {e}"),
-            );
-        }
-        if let Err(e) = check_label_value(value) {
-            r.push(
-                p.to_string(),
-                IssueKind::InvalidValue,
-                format!("invalid label value `{value}`: {e}"),
-            );
-        }
+    if let Some(labels) = &selector.match_labels {
+        check_label_map(labels, &path.key("matchLabels"), false, r);
     }
     for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
         check_selector_requirement(req, &path.key("matchExpressions").index(i), r);

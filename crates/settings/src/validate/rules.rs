@@ -235,7 +235,9 @@ fn check_env_var_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_label_map(
+/// Checks the keys and values of a label map (labels, node selectors, `matchLabels`);
+/// `reserved` refuses the keys stepstack sets itself.
+pub(crate) fn check_label_map(
     map: &BTreeMap<String, String>,
     path: &Path,
     reserved: bool,

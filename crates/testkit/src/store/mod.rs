@@ -621,6 +621,15 @@ impl Store {
         })
     }
 
+    /// The stored object at `key` (404 NotFound if absent).
+    fn current(inner: &Inner, kind: ResourceKind, key: &Key) -> Result<Value, ApiError> {
+        inner.kinds[&kind]
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&kind.qualified(), &key.1))
+    }
+
     /// Backdates an object's `creationTimestamp` (which no API call can change), for
     /// scenarios about objects left from long ago. Watchers see a MODIFIED event.
     pub fn set_creation_timestamp(
@@ -632,11 +641,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let key = Self::key(kind, ns, name)?;
         let mut inner = self.shared.inner.lock();
-        let old = inner.kinds[&kind]
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&kind.qualified(), name))?;
+        let old = Self::current(&inner, kind, &key)?;
         let mut new = old.clone();
         new["metadata"]["creationTimestamp"] = json!(
             jiff::Timestamp::from_second(created.as_second())
@@ -663,11 +668,7 @@ impl Store {
     {
         let key = Self::key(kind, ns, name)?;
         let mut inner = self.shared.inner.lock();
-        let old = inner.kinds[&kind]
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&kind.qualified(), name))?;
+        let old = Self::current(&inner, kind, &key)?;
         let mut new = old.clone();
         f(&mut new)?;
         if !new.is_object() {
