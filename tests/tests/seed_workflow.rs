@@ -106,6 +106,11 @@ fn seed_workflow_runs_a_gpu_step_and_explains_failures() {
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout.contains("Time: ") && out.stdout.contains("waiting for a node"),
+        "where the time went: {}",
+        out.stdout
+    );
 
     // The run is recorded; its logs and status can be read back.
     let runs = ok(cli.run(["step", "list", "-o", "json"]));
@@ -115,6 +120,13 @@ fn seed_workflow_runs_a_gpu_step_and_explains_failures() {
     assert_eq!(runs[0]["status_text"], "succeeded");
     let out = ok(cli.run(["step", "logs", &id]));
     assert_eq!(out.stdout, "epoch-1\nepoch-2\n");
+    let status = ok(cli.run(["step", "status", &id, "-o", "json"]));
+    let status: serde_json::Value =
+        serde_json::from_str(&status.stdout).expect("step status -o json is JSON");
+    assert!(
+        status["timings"]["total_seconds"].is_number(),
+        "status has timings: {status}"
+    );
 
     // The labels make kubectl debugging work.
     if Command::new("kubectl")

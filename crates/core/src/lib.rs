@@ -19,7 +19,7 @@ pub use registry::{
 };
 pub use step::{
     FailureReason, LogLine, ResourceSettings, StepFailure, StepHandle, StepLaunch, StepOutcome,
-    StepStatus,
+    StepStatus, StepTimings,
 };
 pub use step_operator::{LogStream, StepOperator};
 

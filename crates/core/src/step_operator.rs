@@ -5,7 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::step::{LogLine, StepHandle, StepLaunch, StepOutcome, StepStatus};
+use crate::step::{LogLine, StepHandle, StepLaunch, StepOutcome, StepStatus, StepTimings};
 use crate::{Error, ErrorKind, Result};
 
 /// A stream of the lines a step prints.
@@ -42,6 +42,13 @@ pub trait StepOperator: Send + Sync + fmt::Debug {
             ErrorKind::Unsupported,
             format!("the `{}` step operator cannot stream logs", self.flavor()),
         ))
+    }
+
+    /// Where the step's time went so far (queued, starting, running), if the flavor can
+    /// tell; `None` by default and for steps it knows nothing about any more.
+    async fn timings(&self, handle: &StepHandle) -> Result<Option<StepTimings>> {
+        let _ = handle;
+        Ok(None)
     }
 
     /// Submits the step and waits for it: `submit` followed by `wait`.

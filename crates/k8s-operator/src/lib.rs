@@ -13,6 +13,7 @@ mod preview;
 mod retry;
 mod submit;
 mod sweep;
+mod timings;
 mod wait;
 mod watch;
 

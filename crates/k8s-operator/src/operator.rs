@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use stepstack_core::{
     Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure, StepHandle,
-    StepLaunch, StepOperator, StepOperatorContext, StepOutcome, StepStatus,
+    StepLaunch, StepOperator, StepOperatorContext, StepOutcome, StepStatus, StepTimings,
 };
 use stepstack_settings::{
     KubernetesStepOperatorConfig, KubernetesStepOperatorSettings, parse_settings,
@@ -244,6 +244,10 @@ impl StepOperator for KubernetesStepOperator {
 
     async fn status(&self, handle: &StepHandle) -> Result<StepStatus> {
         crate::wait::status(&self.inner, handle).await
+    }
+
+    async fn timings(&self, handle: &StepHandle) -> Result<Option<StepTimings>> {
+        crate::wait::timings(&self.inner, handle).await
     }
 
     async fn cancel(&self, handle: &StepHandle) -> Result<()> {

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use stepstack_core::{
     Error, ErrorKind, FailureReason, Result, StepFailure, StepHandle, StepOutcome, StepStatus,
+    StepTimings,
 };
 use stepstack_settings::MAIN_CONTAINER;
 
@@ -330,6 +331,17 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
             }
         }
     }
+}
+
+/// Where the step's time went, from the watch's view of its Jobs and pods (a pod deleted
+/// right away, e.g. by `ttl_seconds_after_finished: 0`, takes its phases with it).
+pub(crate) async fn timings(
+    inner: &Arc<Inner>,
+    handle: &StepHandle,
+) -> Result<Option<StepTimings>> {
+    let w = Waiter::new(inner, handle).await?;
+    let attempts = w.watch.snapshot(&w.data.step_run_label);
+    Ok(crate::timings::of_attempts(&attempts, Timestamp::now()))
 }
 
 /// Where the step of `handle` is now.

@@ -68,6 +68,29 @@ async fn a_step_succeeds_with_every_line_once_and_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timings_split_the_step_into_queue_start_and_run() {
+    let cluster = cluster().await;
+    let op = operator(&cluster, None).await;
+    let handle = op
+        .submit(launch("p", "timed", "echo done", json!({})))
+        .await
+        .unwrap();
+    assert!(op.wait(&handle).await.unwrap().is_success());
+    let timings = op.timings(&handle).await.unwrap().expect("timings");
+    let phases = [
+        timings.waiting_for_node_seconds,
+        timings.starting_seconds,
+        timings.running_seconds,
+    ];
+    assert!(phases.iter().all(Option::is_some), "{timings:?}");
+    // One attempt: the phases add up to the total (the same timestamps bound them).
+    let sum: f64 = phases.iter().flatten().sum();
+    let total = timings.total_seconds.expect("a total");
+    assert!((sum - total).abs() < 1e-6, "{timings:?}");
+    assert!(timings.to_string().contains("running"), "{timings}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_code_3_is_non_zero_exit_with_the_last_lines() {
     let cluster = cluster().await;
     let op = operator(&cluster, None).await;

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use stepstack_core::{
     Error, ErrorKind, ResourceSettings, StepHandle, StepLaunch, StepOperator, StepOutcome,
-    StepStatus,
+    StepStatus, StepTimings,
 };
 use stepstack_settings::{LoadedDocument, OnInterrupt, SettingsLayers};
 use stepstack_store::{Component, NewStepRun, StepRunFilter, StepRunUpdate, Store};
@@ -279,7 +279,9 @@ async fn follow(
         let _ = tokio::time::timeout(LOG_DRAIN, task).await;
     }
     record_outcome(store, handle, &outcome);
-    report_outcome(ctx, handle, &outcome)
+    // Where the time went is a bonus: a flavor that cannot tell, or an error, shows none.
+    let timings = operator.timings(handle).await.ok().flatten();
+    report_outcome(ctx, handle, &outcome, timings.as_ref())
 }
 
 /// Prints the step's log lines; the first one clears the pending-step display.
@@ -310,24 +312,37 @@ fn record_outcome(store: &mut Store, handle: &StepHandle, outcome: &StepOutcome)
     }
 }
 
+/// The outcome as `-o json|yaml` prints it: the outcome's fields, plus its timings.
+#[derive(Serialize)]
+struct Finished<'a> {
+    #[serde(flatten)]
+    outcome: &'a StepOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<&'a StepTimings>,
+}
+
 fn report_outcome(
     ctx: &Context<'_>,
     handle: &StepHandle,
     outcome: &StepOutcome,
+    timings: Option<&StepTimings>,
 ) -> CliResult<Exit> {
     let printer = ctx.printer();
-    match outcome {
+    printer.structured(&Finished { outcome, timings })?;
+    let exit = match outcome {
         StepOutcome::Failed(failure) => {
-            printer.structured(outcome)?;
             eprintln!("error: step `{}` failed: {failure}", handle.step_name);
-            Ok(Exit::StepFailed)
+            Exit::StepFailed
         }
         _ => {
             printer.line(format!("Step `{}` succeeded.", handle.step_name))?;
-            printer.structured(outcome)?;
-            Ok(Exit::Ok)
+            Exit::Ok
         }
+    };
+    if let Some(timings) = timings {
+        printer.line(format!("Time: {timings}."))?;
     }
+    Ok(exit)
 }
 
 /// The stored step run's handle and the operator that can reach it.
@@ -364,10 +379,11 @@ fn logs(args: LogsArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 
 fn status(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let (handle, status) = ctx.block_on(async {
+    let (handle, status, timings) = ctx.block_on(async {
         let (handle, operator) = reattach(ctx, &store, &args.id).await?;
         let status = operator.status(&handle).await?;
-        Ok::<_, CliError>((handle, status))
+        let timings = operator.timings(&handle).await.ok().flatten();
+        Ok::<_, CliError>((handle, status, timings))
     })??;
     if let Err(e) =
         store.update_step_run(&handle.step_run_id, StepRunUpdate::status(status.clone()))
@@ -379,18 +395,25 @@ fn status(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
         step_run_id: &'a str,
         step: &'a str,
         status: &'a StepStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timings: Option<&'a StepTimings>,
     }
     let shown = Shown {
         step_run_id: &handle.step_run_id,
         step: &handle.step_name,
         status: &status,
+        timings: timings.as_ref(),
     };
     ctx.printer().data(&shown, || {
-        let mut t = table(["STEP RUN", "STEP", "STATUS"]);
+        let mut t = table(["STEP RUN", "STEP", "STATUS", "TIME"]);
         t.add_row([
             handle.step_run_id.clone(),
             handle.step_name.clone(),
             describe_status(&status),
+            timings
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         ]);
         t
     })?;

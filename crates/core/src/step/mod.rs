@@ -3,7 +3,9 @@
 mod handle;
 mod launch;
 mod outcome;
+mod timings;
 
 pub use handle::StepHandle;
 pub use launch::{ResourceSettings, StepLaunch};
 pub use outcome::{FailureReason, LogLine, StepFailure, StepOutcome, StepStatus};
+pub use timings::StepTimings;
