@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use stepstack_core::connector::ResourceIds;
+use stepstack_core::connector::{ResourceIds, qualified_ids, split_qualified};
 use stepstack_core::{Error, ErrorKind};
 
 use crate::error::{AResult, AzureError};
@@ -144,10 +144,7 @@ impl ClusterRef {
     pub(crate) fn parse(id: &str) -> AResult<ClusterRef> {
         let id = id.trim();
         let invalid = || AzureError::InvalidResourceId { id: id.to_owned() };
-        let (group, name) = match id.split_once('/') {
-            Some((group, name)) => (Some(group), name),
-            None => (None, id),
-        };
+        let (group, name) = split_qualified(id);
         if !is_cluster_name(name) {
             return Err(invalid());
         }
@@ -187,18 +184,16 @@ pub(crate) fn is_resource_group(group: &str) -> bool {
 /// The ids `verify` lists: the bare name of a cluster whose name is unique, and
 /// `resource-group/name` for each cluster whose name is not.
 pub(crate) fn listing_ids(clusters: &[ManagedCluster]) -> Vec<String> {
-    let mut ids: Vec<String> = clusters
+    let groups: Vec<String> = clusters
         .iter()
-        .map(|c| {
-            if clusters.iter().filter(|o| o.name == c.name).count() > 1 {
-                format!("{}/{}", c.resource_group(), c.name)
-            } else {
-                c.name.clone()
-            }
-        })
+        .map(ManagedCluster::resource_group)
         .collect();
-    ids.sort();
-    ids
+    qualified_ids(
+        groups
+            .iter()
+            .zip(clusters)
+            .map(|(group, c)| (group.as_str(), c.name.as_str())),
+    )
 }
 
 /// Resource ids of the `kubernetes-cluster` type: `name` or `resource-group/name`.

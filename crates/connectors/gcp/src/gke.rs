@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use stepstack_core::connector::ResourceIds;
+use stepstack_core::connector::{ResourceIds, qualified_ids, split_qualified};
 use stepstack_core::{Error, ErrorKind};
 
 use crate::error::{GResult, GcpError};
@@ -124,10 +124,7 @@ impl ClusterRef {
     pub(crate) fn parse(id: &str) -> GResult<ClusterRef> {
         let id = id.trim();
         let invalid = || GcpError::InvalidResourceId { id: id.to_owned() };
-        let (location, name) = match id.split_once('/') {
-            Some((location, name)) => (Some(location), name),
-            None => (None, id),
-        };
+        let (location, name) = split_qualified(id);
         if !is_cluster_name(name) {
             return Err(invalid());
         }
@@ -164,18 +161,11 @@ fn is_location(location: &str) -> bool {
 /// The ids `verify` lists: the bare name of a cluster whose name is unique in the
 /// project, `location/name` for each cluster whose name is not.
 pub(crate) fn listing_ids(clusters: &[GkeCluster]) -> Vec<String> {
-    let mut ids: Vec<String> = clusters
-        .iter()
-        .map(|c| {
-            if clusters.iter().filter(|o| o.name == c.name).count() > 1 {
-                format!("{}/{}", c.location, c.name)
-            } else {
-                c.name.clone()
-            }
-        })
-        .collect();
-    ids.sort();
-    ids
+    qualified_ids(
+        clusters
+            .iter()
+            .map(|c| (c.location.as_str(), c.name.as_str())),
+    )
 }
 
 /// Resource ids of the `kubernetes-cluster` type: `name` or `location/name`.

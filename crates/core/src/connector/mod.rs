@@ -6,6 +6,7 @@ mod config;
 mod expiry;
 mod implicit;
 pub mod kubeconfig;
+mod qualified;
 mod report;
 mod spec;
 mod validation;
@@ -16,6 +17,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 pub use config::ConnectorConfig;
+pub use qualified::{qualified_ids, split_qualified};
 pub use report::{ResourceTypeResources, ResourcesReport};
 pub use spec::{AuthMethodSpec, ConnectorTypeSpec, ExpirationBounds, ResourceTypeSpec};
 

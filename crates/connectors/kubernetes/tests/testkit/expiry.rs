@@ -93,7 +93,10 @@ impl ServiceConnector for MintingConnector {
             .await
     }
     async fn configure_local_client(&self, _: &str, _: Option<&str>) -> Result<String> {
-        unimplemented!("not used")
+        Err(stepstack_core::Error::new(
+            stepstack_core::ErrorKind::Unsupported,
+            "the minting test connector has no local client",
+        ))
     }
 }
 
