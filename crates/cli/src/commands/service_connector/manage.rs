@@ -450,7 +450,16 @@ pub(super) fn login(args: LoginArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             })?;
         let refreshing = !static_token
             && credentials::use_token_command(ctx, connector.as_ref(), &resource_type, resource_id)
-                .await?;
+                .await
+                .map_err(|e| {
+                    CliError::new(
+                        e.exit,
+                        e.error.context(format!(
+                            "{message}; but making kubectl renew its token failed, so it works only until that token expires \
+                             (run the login again, or add --static-token to keep the token as written)"
+                        )),
+                    )
+                })?;
         CliResult::Ok((message, refreshing))
     })??;
     let spec = connector.connector_type();
