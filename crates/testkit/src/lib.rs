@@ -2,6 +2,7 @@
 
 pub mod accounting;
 mod api;
+#[cfg(feature = "cloud")]
 pub mod cloud;
 pub mod cluster;
 pub mod error;
