@@ -1,26 +1,39 @@
 //! Checks that a flavor meets the stepstack contracts, for flavor authors to call from
 //! their own tests (enable the `conformance` feature in `[dev-dependencies]`).
 //!
-//! Each check is an `async fn` that panics with a message saying which contract was
-//! broken, like `assert!`. Step-operator checks run real steps: they need a target that
-//! can run `sh -c SCRIPT` (the testkit's emulated cluster runs container commands as
-//! local processes, so any image name works there).
+//! Step operators are checked by capability, in the way OpenDAL's behaviour tests are
+//! gated: the base contract (a step succeeds, a failing step reports its exit code)
+//! always runs, and each capability the operator declares in
+//! [`StepOperator::capabilities`] adds its own named check. Every check runs even when
+//! an earlier one failed (a panic inside the operator counts as that check's failure),
+//! and the [`ConformanceReport`] lists each check as passed, failed or skipped.
+//! Step-operator checks run real steps: they need a target that can run `sh -c SCRIPT`
+//! (the testkit's emulated cluster runs container commands as local processes, so any
+//! image name works there).
 //!
 //! ```no_run
 //! # async fn example(operator: std::sync::Arc<dyn stepstack_core::StepOperator>) {
 //! use stepstack_core::conformance::{self, StepOperatorTarget};
-//! conformance::check_step_operator(operator.as_ref(), &StepOperatorTarget::new("busybox:1.36")).await;
+//! let report =
+//!     conformance::check_step_operator(operator.as_ref(), &StepOperatorTarget::new("busybox:1.36")).await;
+//! report.assert_passed();
 //! # }
 //! ```
+//!
+//! Connector checks ([`check_connector_type`], [`check_connector_reaches_its_clusters`])
+//! panic with a message saying which contract was broken, like `assert!`.
 
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::connector::KUBERNETES_CLUSTER;
 use crate::{
-    ConnectorFlavor, FailureReason, ServiceConnector, StepHandle, StepLaunch, StepOperator,
-    StepOutcome, StepStatus,
+    Capabilities, ConnectorFlavor, FailureReason, ServiceConnector, StepHandle, StepLaunch,
+    StepOperator, StepOutcome, StepStatus,
 };
 
 /// How to run conformance steps on a step operator.
@@ -31,6 +44,9 @@ pub struct StepOperatorTarget {
     pub image: String,
     /// Flavor settings applied to every conformance step.
     pub settings: serde_json::Value,
+    /// Flavor settings that make one step run on two pods (for the `multi_pod` check),
+    /// merged over `settings`; `None` when the target cannot run multi-pod steps.
+    pub multi_pod_settings: Option<serde_json::Value>,
     /// How long one conformance step may take before the check fails.
     pub step_timeout: Duration,
 }
@@ -41,6 +57,7 @@ impl StepOperatorTarget {
         StepOperatorTarget {
             image: image.into(),
             settings: serde_json::json!({}),
+            multi_pod_settings: None,
             step_timeout: Duration::from_secs(60),
         }
     }
@@ -48,6 +65,12 @@ impl StepOperatorTarget {
     /// Applies `settings` to every conformance step.
     pub fn with_settings(mut self, settings: serde_json::Value) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// The settings that make a step run on two pods, for the `multi_pod` check.
+    pub fn with_multi_pod_settings(mut self, settings: serde_json::Value) -> Self {
+        self.multi_pod_settings = Some(settings);
         self
     }
 
@@ -63,185 +86,411 @@ impl StepOperatorTarget {
     }
 }
 
-/// Runs every step-operator check.
-pub async fn check_step_operator(operator: &dyn StepOperator, target: &StepOperatorTarget) {
-    succeeding_step_succeeds_with_its_logs(operator, target).await;
-    failing_step_reports_its_exit_code(operator, target).await;
-    handle_survives_serialization(operator, target).await;
-    cancel_stops_a_running_step(operator, target).await;
+/// How one named check went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckOutcome {
+    /// The contract held.
+    Passed,
+    /// The contract was broken; the message says how.
+    Failed(String),
+    /// Not run, and why (a capability the operator does not declare).
+    Skipped(String),
 }
 
-/// A step that prints and exits 0 succeeds; its status says so afterwards; its logs
-/// hold every line once, in order.
-pub async fn succeeding_step_succeeds_with_its_logs(
-    operator: &dyn StepOperator,
-    target: &StepOperatorTarget,
-) {
-    let launch = target.launch("prints", "echo conformance-line-1; echo conformance-line-2");
-    let handle = submit(operator, launch).await;
-    let outcome = wait(operator, &handle, target).await;
-    assert!(
-        outcome.is_success(),
-        "[{}] a step that exits 0 must succeed, got {outcome:?}",
-        operator.flavor()
-    );
-    let status = operator.status(&handle).await.unwrap_or_else(|e| {
-        panic!(
-            "[{}] status of a finished step failed: {e}",
-            operator.flavor()
-        )
-    });
-    assert_eq!(
-        status,
-        StepStatus::Succeeded,
-        "[{}] status after success",
-        operator.flavor()
-    );
-    match operator.logs(&handle, false).await {
-        Ok(stream) => {
-            let lines: Vec<String> = stream
-                .map(|line| line.map(|l| l.text))
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .unwrap_or_else(|e| panic!("[{}] reading logs failed: {e}", operator.flavor()));
-            assert_eq!(
-                lines,
-                ["conformance-line-1", "conformance-line-2"],
-                "[{}] logs must hold every line once, in order",
-                operator.flavor()
-            );
-        }
-        Err(e) if e.kind() == crate::ErrorKind::Unsupported => {}
-        Err(e) => panic!(
-            "[{}] logs of a finished step failed: {e}",
-            operator.flavor()
-        ),
+/// One named check of the suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckResult {
+    /// The check's name, e.g. `cancel_stops_a_running_step`.
+    pub name: &'static str,
+    /// The capability that gates it; `None` for the base contract.
+    pub capability: Option<&'static str>,
+    /// How it went.
+    pub outcome: CheckOutcome,
+}
+
+/// Every check of a conformance run, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a report is only useful when looked at: call `assert_passed`"]
+pub struct ConformanceReport {
+    /// The flavor checked.
+    pub flavor: String,
+    /// What the operator declared.
+    pub capabilities: Capabilities,
+    /// One entry per check, run or skipped.
+    pub checks: Vec<CheckResult>,
+}
+
+impl ConformanceReport {
+    /// The checks that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.outcome, CheckOutcome::Failed(_)))
+    }
+
+    /// The outcome of the check called `name`, if the suite has one.
+    pub fn outcome(&self, name: &str) -> Option<&CheckOutcome> {
+        self.checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| &c.outcome)
+    }
+
+    /// Panics with the whole report when any check failed.
+    #[track_caller]
+    pub fn assert_passed(&self) {
+        assert!(
+            self.failures().next().is_none(),
+            "step operator `{}` broke the contract:\n{self}",
+            self.flavor
+        );
     }
 }
 
-/// A step that exits 3 fails with `NonZeroExit(3)` and a message.
-pub async fn failing_step_reports_its_exit_code(
+/// One line per check: `PASS name`, `FAIL name: why`, `SKIP name: why`.
+impl fmt::Display for ConformanceReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for check in &self.checks {
+            match &check.outcome {
+                CheckOutcome::Passed => writeln!(f, "PASS {}", check.name)?,
+                CheckOutcome::Failed(why) => writeln!(f, "FAIL {}: {why}", check.name)?,
+                CheckOutcome::Skipped(why) => writeln!(f, "SKIP {}: {why}", check.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a check returns: `Err` says which contract was broken.
+type Check = Result<(), String>;
+
+/// Returns `Err(message)` from a check when `cond` is false.
+macro_rules! ensure {
+    ($cond:expr, $($message:tt)+) => {
+        if !$cond {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+/// Runs the base checks and one check per declared capability; never stops early.
+pub async fn check_step_operator(
     operator: &dyn StepOperator,
     target: &StepOperatorTarget,
+) -> ConformanceReport {
+    let capabilities = operator.capabilities();
+    let mut report = ConformanceReport {
+        flavor: operator.flavor().to_owned(),
+        capabilities,
+        checks: Vec::new(),
+    };
+    run(
+        &mut report,
+        "succeeding_step_succeeds",
+        None,
+        succeeding_step_succeeds(operator, target),
+    )
+    .await;
+    run(
+        &mut report,
+        "failing_step_reports_its_exit_code",
+        None,
+        failing_step_reports_its_exit_code(operator, target),
+    )
+    .await;
+    let gated: [(&'static str, &'static str, bool); 5] = [
+        ("logs_hold_every_line_once", "logs", capabilities.logs),
+        (
+            "handle_survives_serialization",
+            "reattach",
+            capabilities.reattach,
+        ),
+        ("cancel_stops_a_running_step", "cancel", capabilities.cancel),
+        (
+            "timings_account_for_the_step",
+            "timings",
+            capabilities.timings,
+        ),
+        (
+            "multi_pod_step_succeeds",
+            "multi_pod",
+            capabilities.multi_pod,
+        ),
+    ];
+    for (name, capability, declared) in gated {
+        if !declared {
+            report.checks.push(CheckResult {
+                name,
+                capability: Some(capability),
+                outcome: CheckOutcome::Skipped(format!("capability `{capability}` not declared")),
+            });
+            continue;
+        }
+        let check = match name {
+            "logs_hold_every_line_once" => logs_hold_every_line_once(operator, target).boxed(),
+            "handle_survives_serialization" => {
+                handle_survives_serialization(operator, target).boxed()
+            }
+            "cancel_stops_a_running_step" => cancel_stops_a_running_step(operator, target).boxed(),
+            "timings_account_for_the_step" => {
+                timings_account_for_the_step(operator, target).boxed()
+            }
+            _ => multi_pod_step_succeeds(operator, target).boxed(),
+        };
+        run(&mut report, name, Some(capability), check).await;
+    }
+    report
+}
+
+/// Runs one check, turning a panic inside the operator into that check's failure.
+async fn run(
+    report: &mut ConformanceReport,
+    name: &'static str,
+    capability: Option<&'static str>,
+    check: impl Future<Output = Check>,
 ) {
-    let launch = target.launch("exits-3", "echo about to fail; exit 3");
-    let handle = submit(operator, launch).await;
-    let outcome = wait(operator, &handle, target).await;
-    let failure = outcome.failure().unwrap_or_else(|| {
-        panic!(
-            "[{}] a step that exits 3 must fail, got {outcome:?}",
-            operator.flavor()
-        )
+    let outcome = match AssertUnwindSafe(check).catch_unwind().await {
+        Ok(Ok(())) => CheckOutcome::Passed,
+        Ok(Err(why)) => CheckOutcome::Failed(why),
+        Err(panic) => CheckOutcome::Failed(format!("panicked: {}", panic_text(&*panic))),
+    };
+    report.checks.push(CheckResult {
+        name,
+        capability,
+        outcome,
     });
-    assert_eq!(
-        failure.reason,
-        FailureReason::NonZeroExit { code: 3 },
-        "[{}] failure reason",
-        operator.flavor()
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// A step that exits 0 succeeds, and its status says so afterwards.
+async fn succeeding_step_succeeds(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) -> Check {
+    let handle = submit(operator, target.launch("succeeds", "echo ok")).await?;
+    let outcome = wait(operator, &handle, target).await?;
+    ensure!(
+        outcome.is_success(),
+        "a step that exits 0 must succeed, got {outcome:?}"
     );
-    assert!(
-        !failure.message.is_empty(),
-        "[{}] a failure needs a message",
-        operator.flavor()
+    let status = operator
+        .status(&handle)
+        .await
+        .map_err(|e| format!("status of a finished step failed: {e}"))?;
+    ensure!(
+        status == StepStatus::Succeeded,
+        "status after success must be Succeeded, got {status:?}"
     );
+    Ok(())
+}
+
+/// A step that exits 3 fails with `NonZeroExit(3)` and a message.
+async fn failing_step_reports_its_exit_code(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) -> Check {
+    let launch = target.launch("exits-3", "echo about to fail; exit 3");
+    let handle = submit(operator, launch).await?;
+    let outcome = wait(operator, &handle, target).await?;
+    let failure = outcome
+        .failure()
+        .ok_or_else(|| format!("a step that exits 3 must fail, got {outcome:?}"))?;
+    ensure!(
+        failure.reason == FailureReason::NonZeroExit { code: 3 },
+        "failure reason must be NonZeroExit(3), got {:?}",
+        failure.reason
+    );
+    ensure!(!failure.message.is_empty(), "a failure needs a message");
+    Ok(())
+}
+
+/// After a step ends, its logs hold every line once, in order.
+async fn logs_hold_every_line_once(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) -> Check {
+    let launch = target.launch("prints", "echo conformance-line-1; echo conformance-line-2");
+    let handle = submit(operator, launch).await?;
+    let outcome = wait(operator, &handle, target).await?;
+    ensure!(
+        outcome.is_success(),
+        "the printing step must succeed, got {outcome:?}"
+    );
+    let stream = operator
+        .logs(&handle, false)
+        .await
+        .map_err(|e| format!("logs of a finished step failed: {e}"))?;
+    let lines: Vec<String> = stream
+        .map(|line| line.map(|l| l.text))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("reading logs failed: {e}"))?;
+    ensure!(
+        lines == ["conformance-line-1", "conformance-line-2"],
+        "logs must hold every line once, in order, got {lines:?}"
+    );
+    Ok(())
 }
 
 /// A handle written to JSON and read back (as another process would) can be waited on.
-pub async fn handle_survives_serialization(
+async fn handle_survives_serialization(
     operator: &dyn StepOperator,
     target: &StepOperatorTarget,
-) {
+) -> Check {
     let launch = target.launch("adopted", "sleep 1; echo adopted");
-    let handle = submit(operator, launch).await;
-    let json = serde_json::to_string(&handle).expect("a StepHandle serializes");
-    let adopted: StepHandle = serde_json::from_str(&json).expect("a StepHandle deserializes");
-    let outcome = wait(operator, &adopted, target).await;
-    assert!(
+    let handle = submit(operator, launch).await?;
+    let json = serde_json::to_string(&handle).map_err(|e| format!("handle to JSON: {e}"))?;
+    let adopted: StepHandle =
+        serde_json::from_str(&json).map_err(|e| format!("handle from JSON: {e}"))?;
+    let outcome = wait(operator, &adopted, target).await?;
+    ensure!(
         outcome.is_success(),
-        "[{}] waiting on a deserialized handle must give the step's outcome, got {outcome:?}",
-        operator.flavor()
+        "waiting on a deserialized handle must give the step's outcome, got {outcome:?}"
     );
+    Ok(())
 }
 
 /// Cancelling a running step ends it as `Cancelled`; cancelling again is not an error.
-pub async fn cancel_stops_a_running_step(operator: &dyn StepOperator, target: &StepOperatorTarget) {
-    let launch = target.launch("cancelled", "sleep 600");
-    let handle = submit(operator, launch).await;
+async fn cancel_stops_a_running_step(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) -> Check {
+    let handle = submit(operator, target.launch("cancelled", "sleep 600")).await?;
     let deadline = tokio::time::Instant::now() + target.step_timeout;
     loop {
-        let status = operator.status(&handle).await.unwrap_or_else(|e| {
-            panic!(
-                "[{}] status of a running step failed: {e}",
-                operator.flavor()
-            )
-        });
+        let status = operator
+            .status(&handle)
+            .await
+            .map_err(|e| format!("status of a running step failed: {e}"))?;
         match status {
             StepStatus::Running => break,
             StepStatus::Pending { .. } if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            other => panic!(
-                "[{}] a `sleep 600` step must reach Running, got {other:?}",
-                operator.flavor()
-            ),
+            other => {
+                return Err(format!(
+                    "a `sleep 600` step must reach Running, got {other:?}"
+                ));
+            }
         }
     }
     operator
         .cancel(&handle)
         .await
-        .unwrap_or_else(|e| panic!("[{}] cancel failed: {e}", operator.flavor()));
-    let outcome = wait(operator, &handle, target).await;
+        .map_err(|e| format!("cancel failed: {e}"))?;
+    let outcome = wait(operator, &handle, target).await?;
     let reason = outcome.failure().map(|f| &f.reason);
-    assert_eq!(
-        reason,
-        Some(&FailureReason::Cancelled),
-        "[{}] a cancelled step must end as Cancelled, got {outcome:?}",
-        operator.flavor()
+    ensure!(
+        reason == Some(&FailureReason::Cancelled),
+        "a cancelled step must end as Cancelled, got {outcome:?}"
     );
-    operator.cancel(&handle).await.unwrap_or_else(|e| {
-        panic!(
-            "[{}] cancelling a finished step must succeed: {e}",
-            operator.flavor()
-        )
-    });
+    operator
+        .cancel(&handle)
+        .await
+        .map_err(|e| format!("cancelling a finished step must succeed: {e}"))?;
+    Ok(())
 }
 
-async fn submit(operator: &dyn StepOperator, launch: StepLaunch) -> StepHandle {
-    let step = launch.step_name.clone();
-    let handle = operator.submit(launch).await.unwrap_or_else(|e| {
-        panic!(
-            "[{}] submitting step `{step}` failed: {e}",
-            operator.flavor()
-        )
-    });
-    assert_eq!(
-        handle.flavor,
-        operator.flavor(),
-        "the handle must name the operator's flavor"
+/// After a step ends, its timings have a total, and no phase is longer than the total.
+async fn timings_account_for_the_step(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) -> Check {
+    let handle = submit(operator, target.launch("timed", "echo timed")).await?;
+    let outcome = wait(operator, &handle, target).await?;
+    ensure!(
+        outcome.is_success(),
+        "the timed step must succeed, got {outcome:?}"
     );
-    handle
+    let timings = operator
+        .timings(&handle)
+        .await
+        .map_err(|e| format!("timings of a finished step failed: {e}"))?
+        .ok_or("a flavor that declares `timings` must report them for a finished step")?;
+    let total = timings
+        .total_seconds
+        .ok_or("the timings of a finished step need a total")?;
+    for (phase, seconds) in [
+        ("waiting for a node", timings.waiting_for_node_seconds),
+        ("starting", timings.starting_seconds),
+        ("running", timings.running_seconds),
+    ] {
+        if let Some(seconds) = seconds {
+            ensure!(
+                (0.0..=total).contains(&seconds),
+                "{phase} took {seconds} s, outside 0..={total} s (the total)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A step whose settings ask for two pods runs on both and succeeds.
+async fn multi_pod_step_succeeds(
+    operator: &dyn StepOperator,
+    target: &StepOperatorTarget,
+) -> Check {
+    let extra = target.multi_pod_settings.clone().ok_or(
+        "the operator declares `multi_pod`: give the target the settings for two pods \
+         (`StepOperatorTarget::with_multi_pod_settings`)",
+    )?;
+    let mut settings = target.settings.clone();
+    if let (Some(base), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    let launch = target
+        .launch("multi-pod", "echo one of several")
+        .with_settings(settings);
+    let handle = submit(operator, launch).await?;
+    let outcome = wait(operator, &handle, target).await?;
+    ensure!(
+        outcome.is_success(),
+        "a multi-pod step must succeed, got {outcome:?}"
+    );
+    Ok(())
+}
+
+async fn submit(operator: &dyn StepOperator, launch: StepLaunch) -> Result<StepHandle, String> {
+    let step = launch.step_name.clone();
+    let handle = operator
+        .submit(launch)
+        .await
+        .map_err(|e| format!("submitting step `{step}` failed: {e}"))?;
+    ensure!(
+        handle.flavor == operator.flavor(),
+        "the handle must name the operator's flavor `{}`, not `{}`",
+        operator.flavor(),
+        handle.flavor
+    );
+    Ok(handle)
 }
 
 async fn wait(
     operator: &dyn StepOperator,
     handle: &StepHandle,
     target: &StepOperatorTarget,
-) -> StepOutcome {
+) -> Result<StepOutcome, String> {
     match tokio::time::timeout(target.step_timeout, operator.wait(handle)).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => panic!(
-            "[{}] waiting for step `{}` failed: {e}",
-            operator.flavor(),
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => Err(format!(
+            "waiting for step `{}` failed: {e}",
             handle.step_name
-        ),
-        Err(_) => panic!(
-            "[{}] step `{}` did not finish within {:?}",
-            operator.flavor(),
-            handle.step_name,
-            target.step_timeout
-        ),
+        )),
+        Err(_) => Err(format!(
+            "step `{}` did not finish within {:?}",
+            handle.step_name, target.step_timeout
+        )),
     }
 }
 
@@ -381,4 +630,93 @@ fn is_kebab(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    //! The runner itself, against a deliberately broken operator: every check runs, a
+    //! panic fails only its own check, and undeclared capabilities are skipped.
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::Result;
+
+    /// Claims logs and cancel; every step "succeeds" at once, and cancel panics.
+    #[derive(Debug)]
+    struct Broken;
+
+    #[async_trait]
+    impl StepOperator for Broken {
+        fn flavor(&self) -> &str {
+            "broken"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::none().with_logs().with_cancel()
+        }
+        async fn submit(&self, launch: StepLaunch) -> Result<StepHandle> {
+            Ok(StepHandle::new("broken", &launch, serde_json::Value::Null))
+        }
+        async fn wait(&self, _: &StepHandle) -> Result<StepOutcome> {
+            Ok(StepOutcome::Succeeded { attempts: 1 })
+        }
+        async fn status(&self, handle: &StepHandle) -> Result<StepStatus> {
+            // The step to be cancelled runs; every other one has (supposedly) succeeded.
+            Ok(if handle.step_name == "cancelled" {
+                StepStatus::Running
+            } else {
+                StepStatus::Succeeded
+            })
+        }
+        async fn cancel(&self, _: &StepHandle) -> Result<()> {
+            panic!("cancel is not implemented");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_check_runs_and_reports_on_its_own() {
+        let report = check_step_operator(&Broken, &StepOperatorTarget::new("any")).await;
+        let outcome = |name| report.outcome(name).cloned();
+        assert_eq!(
+            outcome("succeeding_step_succeeds"),
+            Some(CheckOutcome::Passed)
+        );
+        assert!(
+            matches!(outcome("failing_step_reports_its_exit_code"), Some(CheckOutcome::Failed(why)) if why.contains("must fail")),
+            "{report}"
+        );
+        // Declared, but the default `logs` says Unsupported.
+        assert!(
+            matches!(
+                outcome("logs_hold_every_line_once"),
+                Some(CheckOutcome::Failed(_))
+            ),
+            "{report}"
+        );
+        assert!(
+            matches!(outcome("cancel_stops_a_running_step"), Some(CheckOutcome::Failed(why)) if why.contains("panicked: cancel is not implemented")),
+            "{report}"
+        );
+        for skipped in [
+            "handle_survives_serialization",
+            "timings_account_for_the_step",
+            "multi_pod_step_succeeds",
+        ] {
+            assert!(
+                matches!(outcome(skipped), Some(CheckOutcome::Skipped(_))),
+                "{skipped}: {report}"
+            );
+        }
+        assert_eq!(report.checks.len(), 7);
+        assert_eq!(report.failures().count(), 3);
+        let text = report.to_string();
+        assert!(
+            text.contains("FAIL cancel_stops_a_running_step: panicked"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SKIP multi_pod_step_succeeds: capability `multi_pod` not declared"),
+            "{text}"
+        );
+    }
 }

@@ -21,7 +21,7 @@ pub use step::{
     FailureReason, LogLine, ResourceSettings, StepFailure, StepHandle, StepLaunch, StepOutcome,
     StepStatus, StepTimings,
 };
-pub use step_operator::{LogStream, StepOperator};
+pub use step_operator::{Capabilities, LogStream, StepOperator};
 
 /// Re-exported so flavors use the same `kube` version as the contracts.
 pub use kube;

@@ -11,6 +11,69 @@ use crate::{Error, ErrorKind, Result};
 /// A stream of the lines a step prints.
 pub type LogStream = BoxStream<'static, Result<LogLine>>;
 
+/// What a step operator supports beyond `submit`, `wait` and `status`, as data: the
+/// CLI and the orchestrator ask before they offer a feature, and the conformance suite
+/// runs one check per declared capability.
+///
+/// Every field is off by default, so a flavor claims only what it implements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `logs` streams the step's output, live with `follow` and after the end.
+    pub logs: bool,
+    /// `cancel` stops a running step, which then ends as `Cancelled`.
+    pub cancel: bool,
+    /// `timings` says where a step's time went (queue, start, run).
+    pub timings: bool,
+    /// A serialized `StepHandle` can be adopted by another process (wait, logs, cancel).
+    pub reattach: bool,
+    /// One step can run on several pods or machines at once (e.g. `pod_count > 1`).
+    pub multi_pod: bool,
+}
+
+impl Capabilities {
+    /// No capabilities beyond the required methods.
+    pub const fn none() -> Self {
+        Capabilities {
+            logs: false,
+            cancel: false,
+            timings: false,
+            reattach: false,
+            multi_pod: false,
+        }
+    }
+
+    /// Declares log streaming.
+    pub const fn with_logs(mut self) -> Self {
+        self.logs = true;
+        self
+    }
+
+    /// Declares cancellation.
+    pub const fn with_cancel(mut self) -> Self {
+        self.cancel = true;
+        self
+    }
+
+    /// Declares timings.
+    pub const fn with_timings(mut self) -> Self {
+        self.timings = true;
+        self
+    }
+
+    /// Declares reattachment through a serialized handle.
+    pub const fn with_reattach(mut self) -> Self {
+        self.reattach = true;
+        self
+    }
+
+    /// Declares multi-pod steps.
+    pub const fn with_multi_pod(mut self) -> Self {
+        self.multi_pod = true;
+        self
+    }
+}
+
 /// Runs steps on compute the orchestrating machine lacks.
 ///
 /// `submit` returns as soon as the work is accepted; `wait` follows it to the end. The
@@ -20,6 +83,12 @@ pub type LogStream = BoxStream<'static, Result<LogLine>>;
 pub trait StepOperator: Send + Sync + fmt::Debug {
     /// The flavor name, e.g. `kubernetes`.
     fn flavor(&self) -> &str;
+
+    /// What this operator supports beyond submit, wait and status. The default claims
+    /// nothing; a flavor declares each capability it implements.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+    }
 
     /// Starts the step and returns once the work is accepted.
     async fn submit(&self, launch: StepLaunch) -> Result<StepHandle>;

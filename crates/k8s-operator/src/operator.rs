@@ -7,8 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use stepstack_core::{
-    Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure, StepHandle,
-    StepLaunch, StepOperator, StepOperatorContext, StepOutcome, StepStatus, StepTimings,
+    Capabilities, Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure,
+    StepHandle, StepLaunch, StepOperator, StepOperatorContext, StepOutcome, StepStatus,
+    StepTimings,
 };
 use stepstack_settings::{
     KubernetesStepOperatorConfig, KubernetesStepOperatorSettings, parse_settings,
@@ -232,6 +233,15 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
 impl StepOperator for KubernetesStepOperator {
     fn flavor(&self) -> &str {
         crate::FLAVOR
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+            .with_logs()
+            .with_cancel()
+            .with_timings()
+            .with_reattach()
+            .with_multi_pod()
     }
 
     async fn submit(&self, launch: StepLaunch) -> Result<StepHandle> {

@@ -700,8 +700,18 @@ async fn the_core_conformance_suite_passes() {
     let cluster = cluster().await;
     let op = operator(&cluster, None).await;
     let target = stepstack_core::conformance::StepOperatorTarget::new("busybox:1.36")
-        .with_settings(fast_settings());
-    stepstack_core::conformance::check_step_operator(&op, &target).await;
+        .with_settings(fast_settings())
+        .with_multi_pod_settings(serde_json::json!({"pod_count": 2}));
+    let report = stepstack_core::conformance::check_step_operator(&op, &target).await;
+    report.assert_passed();
+    // The Kubernetes operator declares every capability, so nothing is skipped.
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.outcome == stepstack_core::conformance::CheckOutcome::Passed),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,3 +1,5 @@
+//! The `local-process` flavor: its configuration and constructor.
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

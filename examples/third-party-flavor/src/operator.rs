@@ -1,3 +1,5 @@
+//! `LocalProcessOperator`: a step operator that runs each step as a local process.
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -8,8 +10,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use stepstack_core::{
-    Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure, StepHandle,
-    StepLaunch, StepOperator, StepOutcome, StepStatus,
+    Capabilities, Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure,
+    StepHandle, StepLaunch, StepOperator, StepOutcome, StepStatus,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -53,6 +55,14 @@ impl LocalProcessOperator {
 
 #[async_trait]
 impl StepOperator for LocalProcessOperator {
+    fn capabilities(&self) -> Capabilities {
+        // No timings (a local process has no queue) and one process per step.
+        Capabilities::none()
+            .with_logs()
+            .with_cancel()
+            .with_reattach()
+    }
+
     fn flavor(&self) -> &str {
         FLAVOR
     }

@@ -1,7 +1,7 @@
 //! The example flavor passes stepstack's conformance suite, through the registry, as a
 //! third party's flavor would.
 
-use stepstack_core::conformance::{self, StepOperatorTarget};
+use stepstack_core::conformance::{self, CheckOutcome, StepOperatorTarget};
 use stepstack_core::{Registry, StepOperatorContext};
 
 #[tokio::test]
@@ -18,7 +18,22 @@ async fn local_process_flavor_meets_the_step_operator_contract() {
         .build(&config, StepOperatorContext::new("local"))
         .unwrap();
 
-    conformance::check_step_operator(operator.as_ref(), &StepOperatorTarget::new("ignored")).await;
+    let report =
+        conformance::check_step_operator(operator.as_ref(), &StepOperatorTarget::new("ignored"))
+            .await;
+    report.assert_passed();
+    // What the flavor does not declare is reported as skipped, not silently passed.
+    for undeclared in ["timings_account_for_the_step", "multi_pod_step_succeeds"] {
+        assert!(
+            matches!(report.outcome(undeclared), Some(CheckOutcome::Skipped(_))),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        report.outcome("cancel_stops_a_running_step"),
+        Some(&CheckOutcome::Passed),
+        "{report}"
+    );
 }
 
 #[test]

@@ -1,3 +1,5 @@
+//! `TokenSource`: where a cluster connection gets fresh bearer tokens from.
+
 use std::fmt;
 
 use async_trait::async_trait;

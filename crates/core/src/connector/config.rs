@@ -1,3 +1,5 @@
+//! `ConnectorConfig`: a connector as the user configured it, secrets kept apart.
+
 use std::collections::BTreeMap;
 use std::fmt;
 

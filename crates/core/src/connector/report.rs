@@ -1,3 +1,5 @@
+//! What `verify` returns: the resources a connector reaches, per resource type.
+
 use serde::{Deserialize, Serialize};
 
 /// What a connector reaches, per resource type, as returned by `verify`.

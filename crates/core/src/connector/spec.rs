@@ -1,3 +1,5 @@
+//! Connector type descriptions: auth methods, their schemas and resource types.
+
 use serde::{Deserialize, Serialize};
 
 /// What a connector type offers: its auth methods and the resource types it reaches.

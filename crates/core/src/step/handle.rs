@@ -1,3 +1,5 @@
+//! `StepHandle`: a submitted step's reference, serializable so another process can adopt it.
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 

@@ -1,3 +1,5 @@
+//! `StepLaunch`: everything a step operator needs to run one step.
+
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -1,3 +1,5 @@
+//! Where a step is (`StepStatus`) and how it ended (`StepOutcome`, `FailureReason`).
+
 use std::fmt;
 
 use jiff::Timestamp;

@@ -1,3 +1,5 @@
+//! Unit tests of the object store: create/get/list, conflicts, watches.
+
 use futures::StreamExt;
 use serde_json::json;
 
