@@ -176,7 +176,7 @@ fn validate_type(component_type: &str) -> Result<()> {
 pub(crate) fn create(conn: &Connection, keys: &Keyring, new: NewComponent) -> Result<Component> {
     validate_type(&new.component_type)?;
     let kind = kind(&new.component_type);
-    util::validate_name(&kind, &new.name)?;
+    util::validate_entity_name(&kind, &new.name)?;
     if new.flavor.trim().is_empty() {
         return Err(StoreError::invalid(format!(
             "the {kind} `{}` has no flavor; pass --flavor",
@@ -324,7 +324,7 @@ pub(crate) fn update(
     let current = get(conn, keys, component_type, name_or_id)?;
     let kind = kind(component_type);
     let name = update.name.unwrap_or_else(|| current.name.clone());
-    util::validate_name(&kind, &name)?;
+    util::validate_new_name(&kind, &current.name, &name)?;
     let mut configuration = update
         .configuration
         .unwrap_or_else(|| current.configuration.clone());

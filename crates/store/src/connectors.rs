@@ -293,8 +293,13 @@ struct Fields {
 }
 
 impl Fields {
-    fn validate(&mut self) -> Result<()> {
-        util::validate_name(&KIND, &self.name)?;
+    /// Checks the fields; `current_name` is the stored name on an update (an unchanged
+    /// name is not checked again).
+    fn validate(&mut self, current_name: Option<&str>) -> Result<()> {
+        match current_name {
+            Some(current) => util::validate_new_name(&KIND, current, &self.name)?,
+            None => util::validate_entity_name(&KIND, &self.name)?,
+        }
         for (what, value) in [
             ("connector type", &self.connector_type),
             ("auth method", &self.auth_method),
@@ -353,7 +358,7 @@ pub(crate) fn create(conn: &Connection, keys: &Keyring, new: NewConnector) -> Re
         labels,
         description,
     };
-    fields.validate()?;
+    fields.validate(None)?;
     let id = Uuid::new_v4().to_string();
     let now = util::now();
     conn.execute(
@@ -565,7 +570,7 @@ pub(crate) fn update(
             .description
             .unwrap_or_else(|| current.description.clone()),
     };
-    fields.validate()?;
+    fields.validate(Some(&current.name))?;
     conn.execute(
         "UPDATE service_connectors SET name = ?2, auth_method = ?3, resource_types = ?4, resource_id = ?5, config = ?6,
              expires_at = ?7, expires_skew_tolerance = ?8, expiration_seconds = ?9, labels = ?10, description = ?11,

@@ -30,7 +30,7 @@ pub use stacks::{
     StackMember, StackUpdate,
 };
 pub use step_runs::{NewStepRun, StepRun, StepRunFilter, StepRunUpdate};
-pub use util::Labels;
+pub use util::{Labels, MAX_NAME_LEN};
 
 use crate::crypto::Keyring;
 

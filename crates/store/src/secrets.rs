@@ -123,7 +123,7 @@ pub(crate) fn create(
     name: &str,
     values: BTreeMap<String, SecretString>,
 ) -> Result<SecretSummary> {
-    util::validate_name(&KIND, name)?;
+    util::validate_entity_name(&KIND, name)?;
     let id = Uuid::new_v4().to_string();
     conn.execute(
         "INSERT INTO secrets (id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
@@ -199,7 +199,7 @@ pub(crate) fn update(
     let id = resolve(conn, name_or_id)?;
     let current = summary(conn, &id)?;
     let name = update.name.unwrap_or_else(|| current.name.clone());
-    util::validate_name(&KIND, &name)?;
+    util::validate_new_name(&KIND, &current.name, &name)?;
     conn.execute(
         "UPDATE secrets SET name = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, name, util::now()],

@@ -196,7 +196,7 @@ fn set_members(
 }
 
 pub(crate) fn create(conn: &Connection, _keys: &Keyring, new: NewStack) -> Result<Stack> {
-    util::validate_name(&KIND, &new.name)?;
+    util::validate_entity_name(&KIND, &new.name)?;
     util::validate_labels(&new.labels)?;
     let id = Uuid::new_v4().to_string();
     conn.execute(
@@ -296,7 +296,7 @@ pub(crate) fn update(
     let current = get_by_id(conn, &resolve(conn, name_or_id)?)?;
     let id = current.id.to_string();
     let name = update.name.unwrap_or_else(|| current.name.clone());
-    util::validate_name(&KIND, &name)?;
+    util::validate_new_name(&KIND, &current.name, &name)?;
     let mut labels = current.labels.clone();
     for key in &update.remove_labels {
         labels.remove(key);

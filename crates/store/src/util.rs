@@ -67,8 +67,8 @@ pub(crate) fn u64_from_sql(value: Option<i64>, column: &str) -> Result<Option<u6
         .transpose()
 }
 
-/// Checks a user-chosen name: non-empty, at most 255 characters, no control
-/// characters, no leading or trailing whitespace.
+/// Checks an identifier that is not a user-chosen name (a step-run id): non-empty, at
+/// most 255 characters, no control characters, no leading or trailing whitespace.
 pub(crate) fn validate_name(kind: &EntityKind, name: &str) -> Result<()> {
     let problem = if name.is_empty() {
         Some("is empty")
@@ -88,6 +88,69 @@ pub(crate) fn validate_name(kind: &EntityKind, name: &str) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// The longest name of a connector, component, stack or secret, in characters (names
+/// are ASCII, so also in bytes): well under the 255 bytes of a file name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Checks the name of a connector, stack component (of any type), stack or secret:
+/// 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-`, `_` and `.`, starting with a letter
+/// or digit.
+///
+/// Names end up in file paths, kubeconfig contexts, command lines and terminals, so the
+/// rule leaves out everything that could be read as a path (`..`, `/`, `\`), an option
+/// (a leading `-`), a control or format character (NUL, bidi overrides, zero-width
+/// spaces) or a look-alike of another name (any non-ASCII character).
+pub(crate) fn validate_entity_name(kind: &EntityKind, name: &str) -> Result<()> {
+    let problem = if name.is_empty() {
+        "is empty".to_owned()
+    } else if name.len() > MAX_NAME_LEN {
+        format!("is longer than {MAX_NAME_LEN} characters")
+    } else if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        format!("contains {}", describe_char(bad))
+    } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        "does not start with a letter or digit".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::invalid(format!(
+        "the {kind} name `{}` {problem}; a name is 1 to {MAX_NAME_LEN} ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit",
+        shown_name(name)
+    )))
+}
+
+/// Checks a new name given to an existing object, if it differs from the current one:
+/// objects stored before the name rule keep working until they are renamed.
+pub(crate) fn validate_new_name(kind: &EntityKind, current: &str, new: &str) -> Result<()> {
+    if new == current {
+        return Ok(());
+    }
+    validate_entity_name(kind, new)
+}
+
+/// A character for an error message: printable ones as they are, others by code point.
+fn describe_char(c: char) -> String {
+    match c {
+        ' ' => "a space".to_owned(),
+        '/' | '\\' => format!("`{c}`, a path separator"),
+        c if c.is_ascii_graphic() => format!("`{c}`"),
+        c => format!("U+{:04X}", u32::from(c)),
+    }
+}
+
+/// A name for an error message: escaped, and cut when it is very long.
+fn shown_name(name: &str) -> String {
+    const SHOWN: usize = 40;
+    let escaped: String = name.chars().flat_map(char::escape_default).collect();
+    if escaped.chars().count() <= SHOWN {
+        return escaped;
+    }
+    let cut: String = escaped.chars().take(SHOWN).collect();
+    format!("{cut}…")
 }
 
 /// Checks a map key (config value, secret key, label key).

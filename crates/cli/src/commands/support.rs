@@ -62,8 +62,8 @@ pub(crate) async fn build_step_operator(
     let config = flavor
         .validate_config(&config)
         .map_err(|e| e.with_context("step_operator", component.name.clone()))?;
-    let mut context = StepOperatorContext::new(component.name.clone())
-        .with_state_dir(state_dir(ctx, &component.name)?);
+    let mut context =
+        StepOperatorContext::new(component.name.clone()).with_state_dir(state_dir(ctx, component)?);
     if let Some(connector_name) = &component.connector_name {
         let connector = build_connector(ctx, store, connector_name)?;
         let resource_type = flavor
@@ -78,9 +78,15 @@ pub(crate) async fn build_step_operator(
     Ok(flavor.build(&config, context)?)
 }
 
-/// Where the step operator `name` keeps its state (step logs, …).
-pub(crate) fn state_dir(ctx: &Context<'_>, name: &str) -> CliResult<PathBuf> {
-    Ok(ctx.home()?.join("step-operators").join(name))
+/// Where the step operator `component` keeps its state (step logs, outcomes):
+/// `<home>/step-operators/<component id>`. The id, not the name: a path made from an id
+/// stays inside the home whatever the name is (names stored before the store checked
+/// them could be `../x` or `/abs`), and survives a rename.
+pub(crate) fn state_dir(ctx: &Context<'_>, component: &Component) -> CliResult<PathBuf> {
+    Ok(ctx
+        .home()?
+        .join("step-operators")
+        .join(component.id.simple().to_string()))
 }
 
 /// The step operator of the active stack (or the one named).
