@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod connector;
 mod error;
+pub mod private_fs;
 pub mod registry;
 pub mod step;
 mod step_operator;
