@@ -124,14 +124,11 @@ impl LogFiles {
             return;
         };
         let result = (|| -> std::io::Result<()> {
+            // Logs can hold anything the step printed: owner-only, like the home.
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+                stepstack_core::private_fs::create_dir_all(dir)?;
             }
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?
-                .write_all(&text)
+            stepstack_core::private_fs::append(path)?.write_all(&text)
         })();
         match result {
             Ok(()) => {
@@ -531,12 +528,13 @@ async fn list_pods(ctx: &Ctx, attempt: u32) -> Vec<Arc<Pod>> {
             encode(&selector)
         ),
     );
+    let since = ctx.watch.read_mark();
     match ctx.api.json::<PodList>(&call, ctx.calls).await {
         Ok(list) => list
             .items
             .into_iter()
             .map(|p| {
-                ctx.watch.insert_pod(p.clone());
+                ctx.watch.insert_pod(p.clone(), since);
                 Arc::new(p)
             })
             .collect(),

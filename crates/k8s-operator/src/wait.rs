@@ -100,9 +100,10 @@ impl<'a> Waiter<'a> {
             format!("get Job {}/{name}", self.data.namespace),
             job_path(&self.data.namespace, &name),
         );
+        let since = self.watch.read_mark();
         match self.api.json::<Job>(&call, self.calls).await {
             Ok(job) => {
-                self.watch.insert_job(job.clone());
+                self.watch.insert_job(job.clone(), since);
                 Ok(Some(job))
             }
             Err(err) if err.code() == Some(404) => Ok(None),
@@ -157,10 +158,11 @@ impl<'a> Waiter<'a> {
                 encode(&selector)
             ),
         );
+        let since = self.watch.read_mark();
         match self.api.json::<PodList>(&call, self.calls).await {
             Ok(list) => {
                 for pod in list.items {
-                    self.watch.insert_pod(pod);
+                    self.watch.insert_pod(pod, since);
                 }
             }
             Err(err) => tracing::debug!(error = %err, "could not list the step's pods"),
@@ -558,13 +560,14 @@ async fn next_attempt(
         .submitted
         .lock()
         .insert(job.metadata.name.clone().unwrap_or_default());
+    let since = w.watch.read_mark();
     let created = create_job(w.api, &job, w.calls)
         .await
         .map_err(|e| w.context(e))?;
     attach(w.api, &created, secret.as_deref(), w.calls)
         .await
         .map_err(|e| w.context(e))?;
-    w.watch.insert_job(created);
+    w.watch.insert_job(created, since);
     Ok(())
 }
 
@@ -664,10 +667,11 @@ fn record_outcome(inner: &Inner, handle: &StepHandle, outcome: &StepOutcome) {
         return;
     };
     let result = (|| -> std::io::Result<()> {
+        // Owner-only: an outcome carries the step's last log lines.
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            stepstack_core::private_fs::create_dir_all(dir)?;
         }
-        std::fs::write(&path, serde_json::to_vec(outcome)?)
+        stepstack_core::private_fs::write(&path, serde_json::to_vec(outcome)?)
     })();
     if let Err(err) = result {
         tracing::debug!(file = %path.display(), error = %err, "could not keep the step outcome");

@@ -6,6 +6,11 @@
 //! connection it resumes from the last resourceVersion it saw, after `410 Gone` it
 //! relists, and errors are retried with exponential backoff and jitter. Events update
 //! [`state::NamespaceState`], which wakes only the waiters of the step run concerned.
+//!
+//! When the watch of a kind fails [`POLL_AFTER`] times in a row (a 500 on every watch
+//! request, say), the kind is also listed every [`POLL_EVERY`] until the watch
+//! delivers again: one list per namespace, not one request per step, and the waiters
+//! (and their deadlines) go on from what the lists show.
 
 pub(crate) mod state;
 
@@ -26,6 +31,7 @@ use tokio::task::AbortHandle;
 use crate::api::Api;
 use crate::outcome::AttemptSnapshot;
 use state::NamespaceState;
+pub(crate) use state::ReadMark;
 
 /// The label selector of everything stepstack manages.
 pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=stepstack";
@@ -34,11 +40,23 @@ pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=stepstac
 /// waiters are told instead of waiting forever.
 const FATAL_AFTER: u32 = 3;
 
+/// Failed watch attempts in a row after which a kind is read by listing instead, until
+/// its watch delivers again (a watch that fails with 500 forever must not leave the
+/// waiters without news).
+const POLL_AFTER: u32 = 3;
+/// How often a kind whose watch keeps failing is listed.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How long one such list may take.
+const POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How far the watch of a namespace is.
 #[derive(Debug, Clone, Default)]
 struct Readiness {
     jobs_listed: bool,
     pods_listed: bool,
+    /// Whether the kind is listed every [`POLL_EVERY`] because its watch keeps failing.
+    polling_jobs: bool,
+    polling_pods: bool,
     /// The last error that retrying does not fix, with how often it happened in a row.
     fatal: Option<(u16, String, u32)>,
 }
@@ -169,15 +187,30 @@ impl NamespaceWatch {
         }
     }
 
-    /// Puts a Job read directly from the API into the state (when the watch has not
-    /// delivered it yet).
-    pub(crate) fn insert_job(&self, job: Job) {
-        self.shared.state.lock().apply_job(job);
+    /// The mark to take before reading a Job or pod directly from the API, for
+    /// [`Self::insert_job`] and [`Self::insert_pod`].
+    pub(crate) fn read_mark(&self) -> ReadMark {
+        self.shared.state.lock().mark()
     }
 
-    /// Puts a pod read directly from the API into the state.
-    pub(crate) fn insert_pod(&self, pod: Pod) {
-        self.shared.state.lock().apply_pod(pod);
+    /// Puts a Job read directly from the API (in a read that began at `since`) into the
+    /// state, unless the watch delivered a change of it meanwhile: an older copy must
+    /// not replace a newer one, or a finished Job could read as running forever.
+    pub(crate) fn insert_job(&self, job: Job, since: ReadMark) {
+        self.shared.state.lock().offer_job(job, since);
+    }
+
+    /// Puts a pod read directly from the API into the state, as [`Self::insert_job`].
+    pub(crate) fn insert_pod(&self, pod: Pod, since: ReadMark) {
+        self.shared.state.lock().offer_pod(pod, since);
+    }
+
+    /// Whether the state of a kind is being read by listing because its watch keeps
+    /// failing (for tests and diagnostics).
+    #[allow(dead_code)]
+    pub(crate) fn polling(&self) -> bool {
+        let r = self.shared.readiness.borrow();
+        r.polling_jobs || r.polling_pods
     }
 
     /// How many step runs this namespace tracks.
@@ -229,8 +262,9 @@ trait Tracked:
     const KIND: &'static str;
     fn apply(state: &mut NamespaceState, obj: Self);
     fn delete(state: &mut NamespaceState, obj: Self);
-    fn relist(state: &mut NamespaceState, objs: Vec<Self>);
+    fn relist(state: &mut NamespaceState, objs: Vec<Self>, since: ReadMark, authoritative: bool);
     fn listed(readiness: &mut Readiness);
+    fn set_polling(readiness: &mut Readiness, polling: bool);
 }
 
 impl Tracked for Job {
@@ -241,11 +275,14 @@ impl Tracked for Job {
     fn delete(state: &mut NamespaceState, obj: Self) {
         state.delete_job(obj);
     }
-    fn relist(state: &mut NamespaceState, objs: Vec<Self>) {
-        state.relist_jobs(objs);
+    fn relist(state: &mut NamespaceState, objs: Vec<Self>, since: ReadMark, authoritative: bool) {
+        state.relist_jobs(objs, since, authoritative);
     }
     fn listed(readiness: &mut Readiness) {
         readiness.jobs_listed = true;
+    }
+    fn set_polling(readiness: &mut Readiness, polling: bool) {
+        readiness.polling_jobs = polling;
     }
 }
 
@@ -257,27 +294,59 @@ impl Tracked for Pod {
     fn delete(state: &mut NamespaceState, obj: Self) {
         state.delete_pod(obj);
     }
-    fn relist(state: &mut NamespaceState, objs: Vec<Self>) {
-        state.relist_pods(objs);
+    fn relist(state: &mut NamespaceState, objs: Vec<Self>, since: ReadMark, authoritative: bool) {
+        state.relist_pods(objs, since, authoritative);
     }
     fn listed(readiness: &mut Readiness) {
         readiness.pods_listed = true;
+    }
+    fn set_polling(readiness: &mut Readiness, polling: bool) {
+        readiness.polling_pods = polling;
     }
 }
 
 async fn run<K: Tracked>(shared: Arc<Shared>, api: kube::Api<K>) {
     let config = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let mut stream =
-        StreamBackoff::new(watcher::watcher(api, config), WatchBackoff::default()).boxed();
-    let mut relist: Option<Vec<K>> = None;
-    while let Some(event) = stream.next().await {
+    let mut stream = StreamBackoff::new(
+        watcher::watcher(api.clone(), config),
+        WatchBackoff::default(),
+    )
+    .boxed();
+    let mut relist: Option<(Vec<K>, ReadMark)> = None;
+    // Failed watch attempts in a row; from POLL_AFTER on, the kind is also listed every
+    // POLL_EVERY until the watch delivers again.
+    let mut failures = 0u32;
+    let mut next_poll: Option<tokio::time::Instant> = None;
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            () = poll_due(next_poll) => {
+                poll(&shared, &api).await;
+                next_poll = Some(tokio::time::Instant::now() + POLL_EVERY);
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        if event.is_ok() && failures > 0 {
+            if failures >= POLL_AFTER {
+                tracing::info!(namespace = %shared.namespace, kind = K::KIND, "the watch delivers again; no more listing");
+                shared.readiness.send_modify(|r| K::set_polling(r, false));
+            }
+            failures = 0;
+            next_poll = None;
+        }
         match event {
-            Ok(Event::Init) => relist = Some(Vec::new()),
-            Ok(Event::InitApply(obj)) => relist.get_or_insert_with(Vec::new).push(obj),
+            Ok(Event::Init) => relist = Some((Vec::new(), shared.state.lock().mark())),
+            Ok(Event::InitApply(obj)) => relist
+                .get_or_insert_with(|| (Vec::new(), shared.state.lock().mark()))
+                .0
+                .push(obj),
             Ok(Event::InitDone) => {
-                let objs = relist.take().unwrap_or_default();
+                let (objs, since) = relist
+                    .take()
+                    .unwrap_or_else(|| (Vec::new(), shared.state.lock().mark()));
                 tracing::debug!(namespace = %shared.namespace, kind = K::KIND, count = objs.len(), "listed");
-                K::relist(&mut shared.state.lock(), objs);
+                K::relist(&mut shared.state.lock(), objs, since, true);
                 shared.readiness.send_modify(|r| {
                     K::listed(r);
                     r.fatal = None;
@@ -292,6 +361,12 @@ async fn run<K: Tracked>(shared: Arc<Shared>, api: kube::Api<K>) {
                 clear_fatal(&shared);
             }
             Err(err) => {
+                failures = failures.saturating_add(1);
+                if failures == POLL_AFTER {
+                    tracing::warn!(namespace = %shared.namespace, kind = K::KIND, error = %err, "the watch keeps failing; listing every {POLL_EVERY:?} until it delivers again");
+                    shared.readiness.send_modify(|r| K::set_polling(r, true));
+                    next_poll = Some(tokio::time::Instant::now());
+                }
                 let code = error_code(&err);
                 tracing::debug!(namespace = %shared.namespace, kind = K::KIND, error = %err, "watch error; retrying with backoff");
                 if let Some(code) = code.filter(|c| matches!(c, 401 | 403 | 404)) {
@@ -311,6 +386,35 @@ async fn run<K: Tracked>(shared: Arc<Shared>, api: kube::Api<K>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Sleeps until `at`; never returns without one.
+async fn poll_due(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Lists every managed object of a kind whose watch keeps failing and puts what changed
+/// into the state, so waiters still learn how their steps end (and their deadlines are
+/// judged on what the cluster shows now).
+async fn poll<K: Tracked>(shared: &Shared, api: &kube::Api<K>) {
+    let since = shared.state.lock().mark();
+    let params = kube::api::ListParams::default().labels(MANAGED_SELECTOR);
+    match tokio::time::timeout(POLL_TIMEOUT, api.list(&params)).await {
+        Ok(Ok(list)) => {
+            tracing::debug!(namespace = %shared.namespace, kind = K::KIND, count = list.items.len(), "listed while the watch fails");
+            K::relist(&mut shared.state.lock(), list.items, since, false);
+            shared.readiness.send_modify(K::listed);
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(namespace = %shared.namespace, kind = K::KIND, error = %err, "listing failed too");
+        }
+        Err(_) => {
+            tracing::debug!(namespace = %shared.namespace, kind = K::KIND, "listing took longer than {POLL_TIMEOUT:?}");
         }
     }
 }

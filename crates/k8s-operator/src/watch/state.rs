@@ -3,6 +3,16 @@
 //!
 //! Deleted Jobs stay as tombstones (with their last seen status), so a Job removed by
 //! `ttlSecondsAfterFinished` after it succeeded still reads as succeeded.
+//!
+//! Two sources change the picture: the watch, whose events arrive in order, and reads
+//! made directly (a `get` when the watch has not delivered a Job yet, a list when the
+//! watch keeps failing). A direct read can be older than what the watch delivered while
+//! the read was on its way; applied blindly, it would put a finished Job back to
+//! running, and since nothing changes about a finished Job any more, no event would
+//! ever correct it: its waiters would wait forever. So every change is stamped with a
+//! sequence number, a direct read starts with a [`ReadMark`], and it only replaces an
+//! object that has not changed since that mark. Whatever it does not replace is at
+//! least as new as the read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -43,8 +53,17 @@ struct Attempt {
     job: Option<Arc<Job>>,
     job_deleted: bool,
     deleted_at: Option<Instant>,
+    /// The sequence number of the last change of the Job (0: never).
+    job_seq: u64,
     pods: BTreeMap<String, Arc<Pod>>,
+    /// The sequence number of the last change of each pod.
+    pod_seq: HashMap<String, u64>,
 }
+
+/// Where the state's history stood when a direct read of the API began: the read may
+/// only replace objects that have not changed since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadMark(u64);
 
 /// Everything known about one namespace.
 #[derive(Debug, Default)]
@@ -52,6 +71,8 @@ pub(crate) struct NamespaceState {
     steps: HashMap<String, BTreeMap<u32, Attempt>>,
     notify: HashMap<String, watch::Sender<u64>>,
     deletions: u32,
+    /// Changes applied so far; stamps every change.
+    seq: u64,
 }
 
 impl NamespaceState {
@@ -79,21 +100,51 @@ impl NamespaceState {
         }
     }
 
-    /// A Job was added or changed.
-    pub(crate) fn apply_job(&mut self, mut job: Job) {
+    /// The mark a direct read takes before it asks the API.
+    pub(crate) fn mark(&self) -> ReadMark {
+        ReadMark(self.seq)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// The watch delivered a Job that was added or changed.
+    pub(crate) fn apply_job(&mut self, job: Job) {
+        self.put_job(job, None);
+    }
+
+    /// A Job read directly from the API, in a read that began at `since`: applied unless
+    /// the Job changed meanwhile (then the state is at least as new). Returns whether it
+    /// was applied.
+    pub(crate) fn offer_job(&mut self, job: Job, since: ReadMark) -> bool {
+        self.put_job(job, Some(since))
+    }
+
+    fn put_job(&mut self, mut job: Job, since: Option<ReadMark>) -> bool {
         slim_job(&mut job);
-        if let Some((attempt, step_run)) = self.attempt_mut(&job.metadata) {
-            attempt.job = Some(Arc::new(job));
-            attempt.job_deleted = false;
-            attempt.deleted_at = None;
-            self.notify(&step_run);
+        let seq = self.next_seq();
+        let Some((attempt, step_run)) = self.attempt_mut(&job.metadata) else {
+            return false;
+        };
+        if since.is_some_and(|m| attempt.job_seq > m.0) {
+            return false;
         }
+        attempt.job = Some(Arc::new(job));
+        attempt.job_deleted = false;
+        attempt.deleted_at = None;
+        attempt.job_seq = seq;
+        self.notify(&step_run);
+        true
     }
 
     /// A Job was deleted; its last state is kept.
     pub(crate) fn delete_job(&mut self, mut job: Job) {
         slim_job(&mut job);
+        let seq = self.next_seq();
         if let Some((attempt, step_run)) = self.attempt_mut(&job.metadata) {
+            attempt.job_seq = seq;
             // Keep the richest status we saw: the deletion event may carry an older one.
             let keep_old = attempt
                 .job
@@ -124,14 +175,31 @@ impl NamespaceState {
         });
     }
 
-    /// A pod was added or changed.
-    pub(crate) fn apply_pod(&mut self, mut pod: Pod) {
+    /// The watch delivered a pod that was added or changed.
+    pub(crate) fn apply_pod(&mut self, pod: Pod) {
+        self.put_pod(pod, None);
+    }
+
+    /// A pod read directly from the API, in a read that began at `since`: applied unless
+    /// the pod changed meanwhile. Returns whether it was applied.
+    pub(crate) fn offer_pod(&mut self, pod: Pod, since: ReadMark) -> bool {
+        self.put_pod(pod, Some(since))
+    }
+
+    fn put_pod(&mut self, mut pod: Pod, since: Option<ReadMark>) -> bool {
         slim_pod(&mut pod);
         let name = pod.metadata.name.clone().unwrap_or_default();
-        if let Some((attempt, step_run)) = self.attempt_mut(&pod.metadata) {
-            attempt.pods.insert(name, Arc::new(pod));
-            self.notify(&step_run);
+        let seq = self.next_seq();
+        let Some((attempt, step_run)) = self.attempt_mut(&pod.metadata) else {
+            return false;
+        };
+        if since.is_some_and(|m| attempt.pod_seq.get(&name).is_some_and(|s| *s > m.0)) {
+            return false;
         }
+        attempt.pods.insert(name.clone(), Arc::new(pod));
+        attempt.pod_seq.insert(name, seq);
+        self.notify(&step_run);
+        true
     }
 
     /// A pod was deleted; it is kept, marked as deleted, so its last status still
@@ -143,46 +211,63 @@ impl NamespaceState {
         self.apply_pod(pod);
     }
 
-    /// The watch relisted Jobs: those not listed any more were deleted meanwhile.
-    pub(crate) fn relist_jobs(&mut self, jobs: Vec<Job>) {
+    /// All managed Jobs, listed in a list that began at `since`: those not listed any
+    /// more were deleted meanwhile (unless they changed after the list began, e.g. a
+    /// Job created since). The watch's own list (`authoritative`: the watch goes on from
+    /// it) replaces every listed Job; a list made because the watch keeps failing only
+    /// replaces those that did not change since it began.
+    pub(crate) fn relist_jobs(&mut self, jobs: Vec<Job>, since: ReadMark, authoritative: bool) {
         let listed: HashMap<(String, u32), Job> = jobs
             .into_iter()
             .filter_map(|j| key_of(&j.metadata).map(|k| (k, j)))
             .collect();
+        let seq = self.next_seq();
         for (step_run, attempts) in &mut self.steps {
             for (n, attempt) in attempts.iter_mut() {
-                if attempt.job.is_some() && !listed.contains_key(&(step_run.clone(), *n)) {
+                if attempt.job.is_some()
+                    && !attempt.job_deleted
+                    && attempt.job_seq <= since.0
+                    && !listed.contains_key(&(step_run.clone(), *n))
+                {
                     attempt.job_deleted = true;
                     attempt.deleted_at.get_or_insert_with(Instant::now);
+                    attempt.job_seq = seq;
                 }
             }
         }
         for (_, job) in listed {
-            self.apply_job(job);
+            self.put_job(job, (!authoritative).then_some(since));
         }
         self.sweep(TOMBSTONE_TTL);
         self.notify_all();
     }
 
-    /// The watch relisted pods: those not listed any more were deleted meanwhile.
-    pub(crate) fn relist_pods(&mut self, pods: Vec<Pod>) {
+    /// All managed pods, listed in a list that began at `since`: those not listed any
+    /// more were deleted meanwhile (as for [`Self::relist_jobs`]).
+    pub(crate) fn relist_pods(&mut self, pods: Vec<Pod>, since: ReadMark, authoritative: bool) {
         let names: std::collections::HashSet<String> = pods
             .iter()
             .filter_map(|p| p.metadata.name.clone())
             .collect();
+        let seq = self.next_seq();
         for attempts in self.steps.values_mut() {
             for attempt in attempts.values_mut() {
                 for (name, pod) in attempt.pods.iter_mut() {
-                    if !names.contains(name) && pod.metadata.deletion_timestamp.is_none() {
+                    let changed_since = attempt.pod_seq.get(name).is_some_and(|s| *s > since.0);
+                    if !names.contains(name)
+                        && !changed_since
+                        && pod.metadata.deletion_timestamp.is_none()
+                    {
                         let mut gone = pod.as_ref().clone();
                         gone.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
                         *pod = Arc::new(gone);
+                        attempt.pod_seq.insert(name.clone(), seq);
                     }
                 }
             }
         }
         for pod in pods {
-            self.apply_pod(pod);
+            self.put_pod(pod, (!authoritative).then_some(since));
         }
         self.notify_all();
     }
@@ -333,13 +418,73 @@ mod tests {
         assert!(is_finished(snap[&0].job.as_ref().unwrap()));
     }
 
+    /// The lost wake-up of issue 15: a direct read of a running Job answered before the
+    /// watch delivered the Job's completion, and was applied after it. Applied blindly,
+    /// the state reads "running" for good (no event follows a finished Job), and every
+    /// waiter that looks afterwards waits forever.
+    #[test]
+    fn a_direct_read_never_replaces_what_the_watch_delivered_meanwhile() {
+        let mut state = NamespaceState::default();
+        let since = state.mark();
+        // The watch delivers the Job running, then complete, while the read is out.
+        state.apply_job(job("j", "sr", 0, false));
+        state.apply_job(job("j", "sr", 0, true));
+        // The read's (older) answer arrives.
+        assert!(!state.offer_job(job("j", "sr", 0, false), since));
+        assert!(is_finished(state.snapshot("sr")[&0].job.as_ref().unwrap()));
+        // The same for pods, and for a read that began after the last change.
+        let pod = |phase: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "labels": {STEP_RUN_LABEL: "sr", ATTEMPT_LABEL: "0"}},
+                "status": {"phase": phase}
+            }))
+            .unwrap()
+        };
+        let since = state.mark();
+        state.apply_pod(pod("Succeeded"));
+        assert!(!state.offer_pod(pod("Running"), since));
+        let phase = |state: &NamespaceState| {
+            state.snapshot("sr")[&0].pods[0]
+                .status
+                .as_ref()
+                .unwrap()
+                .phase
+                .clone()
+        };
+        assert_eq!(phase(&state).as_deref(), Some("Succeeded"));
+        // A read that began after the last change is newer: it is applied and wakes.
+        let mut rx = state.subscribe("sr2");
+        let since = state.mark();
+        assert!(state.offer_job(job("k", "sr2", 0, true), since));
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        // A list made because the watch fails does not mark deleted what changed after
+        // it began (a Job created meanwhile), nor replace it.
+        let since = state.mark();
+        state.apply_job(job("new", "sr3", 0, false));
+        state.relist_jobs(
+            vec![job("j", "sr", 0, true), job("k", "sr2", 0, true)],
+            since,
+            false,
+        );
+        assert!(!state.snapshot("sr3")[&0].job_deleted);
+        let since = state.mark();
+        state.relist_jobs(vec![job("j", "sr", 0, true)], since, false);
+        assert!(
+            state.snapshot("sr2")[&0].job_deleted,
+            "k is gone from the list"
+        );
+        assert!(rx.has_changed().unwrap());
+    }
+
     #[test]
     fn relist_marks_missing_jobs_deleted_and_groups_attempts() {
         let mut state = NamespaceState::default();
         state.apply_job(job("a0", "sr", 0, false));
         state.apply_job(job("a1", "sr", 1, false));
         state.apply_job(job("other", "sr2", 0, false));
-        state.relist_jobs(vec![job("a1", "sr", 1, false)]);
+        let mark = state.mark();
+        state.relist_jobs(vec![job("a1", "sr", 1, false)], mark, true);
         let snap = state.snapshot("sr");
         assert_eq!(snap.len(), 2);
         assert!(snap[&0].job_deleted);

@@ -195,3 +195,5 @@ pub async fn running_pod(cluster: &Cluster, step_run_id: &str) -> String {
 }
 
 pub type Shared<T> = Arc<T>;
+
+pub mod gate;
