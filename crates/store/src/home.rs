@@ -35,18 +35,32 @@ pub fn home_dir(
     })
 }
 
-/// Creates the home directory (mode 0700) if it does not exist.
+/// Creates the home directory (mode 0700) if it does not exist, and makes an existing
+/// one 0700: it holds cluster-admin kubeconfigs, the secrets key and step logs, and its
+/// mode is what keeps other users out of whatever an older version (or another tool)
+/// left in it with looser modes.
 pub(crate) fn ensure_home(home: &Path) -> Result<()> {
     match fs::metadata(home) {
         Ok(meta) if meta.is_dir() => {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                if meta.permissions().mode() & 0o077 != 0 {
-                    tracing::warn!(
-                        home = %home.display(),
-                        "the stepstack home is accessible by other users; consider chmod 700"
-                    );
+                let mode = meta.permissions().mode() & 0o777;
+                if mode != 0o700 {
+                    match set_mode(home, 0o700) {
+                        Ok(()) => tracing::info!(
+                            home = %home.display(),
+                            from = format!("{mode:o}"),
+                            "made the stepstack home private to its owner (mode 700)"
+                        ),
+                        // Not ours to change (another owner): say so, and go on.
+                        Err(e) => tracing::warn!(
+                            home = %home.display(),
+                            mode = format!("{mode:o}"),
+                            error = %e,
+                            "the stepstack home is not private (mode 700) and could not be made so"
+                        ),
+                    }
                 }
             }
             Ok(())

@@ -139,3 +139,17 @@ fn a_home_that_is_a_file_is_reported() {
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     assert!(err.to_string().contains("is not a directory"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn an_existing_home_open_to_others_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    for loose in [0o755, 0o750, 0o711, 0o777, 0o701] {
+        let home = base.path().join(format!("home-{loose:o}"));
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(loose)).unwrap();
+        drop(Store::open(&home).unwrap());
+        assert_eq!(mode(&home), 0o700, "a home that was {loose:o}");
+    }
+}
