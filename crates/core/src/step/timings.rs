@@ -40,7 +40,9 @@ impl StepTimings {
     }
 }
 
-/// `5.3 s in total: 1.2 s waiting for a node, 0.4 s starting, 3.7 s running`.
+/// `5.3 s in total: 1.2 s waiting for a node, 0.4 s starting, 3.7 s running`; whole
+/// seconds print without a fraction (`6 s in total: <1 s starting, …`), since the
+/// cluster's timestamps rarely say more.
 impl fmt::Display for StepTimings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phases: Vec<String> = [
@@ -61,10 +63,19 @@ impl fmt::Display for StepTimings {
     }
 }
 
+/// Shows no more precision than the value has: most clusters stamp whole seconds, so
+/// `3.0` is "3 s" (not "3.0 s") and `0.0` is "<1 s" (the two stamps fell in the same
+/// second); only a value with a fraction (a phase measured up to now) shows tenths.
 fn seconds_text(seconds: f64) -> String {
     if seconds >= 60.0 {
         let whole = seconds.round() as u64;
         format!("{}m{:02}s", whole / 60, whole % 60)
+    } else if seconds.fract() == 0.0 {
+        if seconds < 1.0 {
+            "<1 s".to_owned()
+        } else {
+            format!("{seconds:.0} s")
+        }
     } else {
         format!("{seconds:.1} s")
     }
@@ -81,11 +92,25 @@ mod tests {
             all.to_string(),
             "1m37s in total: 1.2 s waiting for a node, 0.4 s starting, 1m35s running"
         );
-        let queued = StepTimings::new(Some(30.0), None, None, Some(30.0));
+        let queued = StepTimings::new(Some(30.5), None, None, Some(30.5));
         assert_eq!(
             queued.to_string(),
-            "30.0 s in total: 30.0 s waiting for a node"
+            "30.5 s in total: 30.5 s waiting for a node"
         );
+    }
+
+    #[test]
+    fn whole_seconds_show_no_invented_tenths() {
+        // Kubernetes timestamps have whole seconds: the differences are whole too.
+        let t = StepTimings::new(Some(1.0), Some(0.0), Some(3.0), Some(4.0));
+        assert_eq!(
+            t.to_string(),
+            "4 s in total: 1 s waiting for a node, <1 s starting, 3 s running"
+        );
+        for whole in 1..60u32 {
+            let text = StepTimings::new(None, None, None, Some(f64::from(whole))).to_string();
+            assert_eq!(text, format!("{whole} s in total"));
+        }
     }
 
     #[test]
