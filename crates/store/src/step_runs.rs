@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
 use serde::Serialize;
-use stepstack_core::{StepHandle, StepStatus};
+use stepstack_core::{FailureReason, StepHandle, StepStatus};
 
 use crate::crypto::Keyring;
 use crate::error::{EntityKind, Result, StoreError};
@@ -27,7 +27,8 @@ pub struct StepRun {
     pub handle: Option<StepHandle>,
     /// Its last known status.
     pub status: StepStatus,
-    /// The status' short name: `pending`, `running`, `succeeded`, `failed`.
+    /// The status' short name: `pending`, `running`, `succeeded`, `failed`, or
+    /// `cancelled` (a failure whose reason is the cancellation).
     pub status_text: String,
     /// Where its logs are kept locally, if anywhere.
     pub log_path: Option<PathBuf>,
@@ -95,6 +96,12 @@ impl NewStepRun {
         self.log_path = Some(path.into());
         self
     }
+
+    /// Sets the initial status.
+    pub fn with_status(mut self, status: StepStatus) -> Self {
+        self.status = status;
+        self
+    }
 }
 
 /// Changes to a step run; unset fields stay as they are.
@@ -103,7 +110,9 @@ impl NewStepRun {
 pub struct StepRunUpdate {
     /// The handle.
     pub handle: Option<StepHandle>,
-    /// The new status; a finished one sets `finished_at`.
+    /// The new status; a finished one sets `finished_at`. A finished status is final:
+    /// an unfinished one (a late `pending` from a process that did not see the end, e.g.
+    /// a submitter racing a `step cancel`) leaves it as it is.
     pub status: Option<StepStatus>,
     /// The log path.
     pub log_path: Option<PathBuf>,
@@ -129,7 +138,7 @@ pub struct StepRunFilter {
     pub step_name: Option<String>,
     /// This step operator.
     pub component: Option<String>,
-    /// This status (`pending`, `running`, `succeeded`, `failed`).
+    /// This status (`pending`, `running`, `succeeded`, `failed`, `cancelled`).
     pub status: Option<String>,
     /// Only runs that have not finished.
     pub unfinished: bool,
@@ -147,6 +156,12 @@ impl StepRunFilter {
 const KIND: EntityKind = EntityKind::StepRun;
 
 fn status_text(status: &StepStatus) -> Result<String> {
+    // A cancelled step did not fail: lists and filters name it for what it is.
+    if let StepStatus::Failed(failure) = status
+        && failure.reason == FailureReason::Cancelled
+    {
+        return Ok("cancelled".to_owned());
+    }
     let value = serde_json::to_value(status)
         .map_err(|e| StoreError::invalid(format!("cannot store the status: {e}")))?;
     Ok(value
@@ -294,7 +309,11 @@ pub(crate) fn update(
 ) -> Result<StepRun> {
     let current = get(conn, keys, id)?;
     let handle = update.handle.or(current.handle);
-    let status = update.status.unwrap_or(current.status);
+    let status = match update.status {
+        Some(new) if new.is_finished() || !current.status.is_finished() => new,
+        // The end of a step run is final; the caller sees it in the returned record.
+        _ => current.status,
+    };
     let log_path = update.log_path.or(current.log_path);
     let now = util::now();
     let finished_at = match (status.is_finished(), current.finished_at) {

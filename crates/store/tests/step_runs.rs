@@ -102,3 +102,102 @@ fn list_filters_newest_first() {
         Err(StoreError::NotFound { .. })
     ));
 }
+
+#[test]
+fn a_cancelled_step_run_is_listed_and_filtered_as_cancelled_not_failed() {
+    let home = tempfile::tempdir().unwrap();
+    let mut store = Store::open(home.path()).unwrap();
+    let cancelled = handle("p", "cancelled");
+    let failed = handle("p", "failed");
+    for (h, reason) in [
+        (&cancelled, FailureReason::Cancelled),
+        (&failed, FailureReason::NonZeroExit { code: 1 }),
+    ] {
+        store
+            .create_step_run(NewStepRun::from_handle(h.clone(), "k8s"))
+            .unwrap();
+        let failure = StepFailure::new(reason, "ended");
+        let run = store
+            .update_step_run(
+                &h.step_run_id,
+                StepRunUpdate::status(StepStatus::Failed(failure)),
+            )
+            .unwrap();
+        assert!(run.finished_at.is_some());
+    }
+    assert_eq!(
+        store
+            .get_step_run(&cancelled.step_run_id)
+            .unwrap()
+            .status_text,
+        "cancelled"
+    );
+    assert_eq!(
+        store.get_step_run(&failed.step_run_id).unwrap().status_text,
+        "failed"
+    );
+    let mut filter = StepRunFilter::new();
+    filter.status = Some("cancelled".into());
+    let listed: Vec<String> = store
+        .list_step_runs(&filter)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.step_name)
+        .collect();
+    assert_eq!(listed, ["cancelled"]);
+}
+
+#[test]
+fn a_finished_status_is_final_against_any_unfinished_update() {
+    let unfinished = [
+        StepStatus::Pending { message: None },
+        StepStatus::Pending {
+            message: Some("the step's Job is being created".into()),
+        },
+        StepStatus::Running,
+    ];
+    let finished = [
+        StepStatus::Succeeded,
+        StepStatus::Failed(StepFailure::new(FailureReason::Cancelled, "cancelled")),
+        StepStatus::Failed(StepFailure::new(
+            FailureReason::NonZeroExit { code: 2 },
+            "exit 2",
+        )),
+    ];
+    let home = tempfile::tempdir().unwrap();
+    let mut store = Store::open(home.path()).unwrap();
+    for (i, end) in finished.iter().enumerate() {
+        for (j, late) in unfinished.iter().enumerate() {
+            let h = handle("p", &format!("s-{i}-{j}"));
+            store
+                .create_step_run(NewStepRun::from_handle(h.clone(), "k8s"))
+                .unwrap();
+            let ended = store
+                .update_step_run(&h.step_run_id, StepRunUpdate::status(end.clone()))
+                .unwrap();
+            let after = store
+                .update_step_run(&h.step_run_id, StepRunUpdate::status(late.clone()))
+                .unwrap();
+            assert_eq!(&after.status, end, "{late:?} after {end:?}");
+            assert_eq!(after.finished_at, ended.finished_at);
+            // Another end still replaces it (the latest word on how it ended wins).
+            for other in &finished {
+                let again = store
+                    .update_step_run(&h.step_run_id, StepRunUpdate::status(other.clone()))
+                    .unwrap();
+                assert_eq!(&again.status, other);
+            }
+        }
+        // Unfinished statuses replace each other freely before the end.
+        let h = handle("p", &format!("open-{i}"));
+        store
+            .create_step_run(NewStepRun::from_handle(h.clone(), "k8s"))
+            .unwrap();
+        for late in &unfinished {
+            let run = store
+                .update_step_run(&h.step_run_id, StepRunUpdate::status(late.clone()))
+                .unwrap();
+            assert_eq!(&run.status, late);
+        }
+    }
+}
