@@ -4,8 +4,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::sigv4::{
+    amz_date, canonical_query, hex, hmac, parse_query, sha256_hex, signing_key, uri_encode,
+};
 use super::*;
 
 /// `k8s-aws-v1.` token for AKIDEXAMPLE / wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, region
