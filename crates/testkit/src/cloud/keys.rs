@@ -5,9 +5,10 @@ use base64::Engine as _;
 use ring::signature::{KeyPair as _, RsaKeyPair};
 
 /// Pre-generated 2048-bit RSA keys (PKCS#8 PEM) the fakes hand out as service-account
-/// keys and client-certificate keys: `ring`, the RSA implementation already in the build, cannot generate RSA keys,
-/// and generating them with a pure-Rust bignum crate takes many seconds in debug builds.
-/// Each key handed out gets a fresh random key id; signatures are verified for real.
+/// and client-certificate keys: `ring`, the RSA implementation already in the build,
+/// cannot generate RSA keys, and generating them with a pure-Rust bignum crate takes many
+/// seconds in debug builds. Each key handed out gets a fresh random key id; signatures
+/// are verified for real.
 pub(super) const KEY_POOL: [&str; 2] = [
     "-----BEGIN PRIVATE KEY-----
 MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC0ohQKRgk7VNN/
