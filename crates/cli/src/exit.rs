@@ -18,6 +18,9 @@ pub enum Exit {
     Connection = 3,
     /// 4: an internal error; please report it.
     Internal = 4,
+    /// 130 (128 + SIGINT, the shells' convention): interrupted by Ctrl-C, SIGTERM or
+    /// SIGHUP; the step was cancelled or kept as its `on_interrupt` setting says.
+    Interrupted = 130,
 }
 
 impl Exit {

@@ -7,6 +7,7 @@ mod exit;
 mod freeform;
 mod output;
 mod progress;
+mod signals;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -90,6 +90,16 @@ pub trait StepOperator: Send + Sync + fmt::Debug {
         Capabilities::none()
     }
 
+    /// The handle [`StepOperator::submit`] will return for `launch`, known before
+    /// anything is created (the flavor's names are deterministic per step run), or
+    /// `None` when the flavor cannot tell. A launcher records it before submitting, so a
+    /// process killed mid-submit leaves a record through which `status`, `cancel` and
+    /// `wait` find whatever was created (or learn that nothing was).
+    async fn planned_handle(&self, launch: &StepLaunch) -> Result<Option<StepHandle>> {
+        let _ = launch;
+        Ok(None)
+    }
+
     /// Starts the step and returns once the work is accepted.
     async fn submit(&self, launch: StepLaunch) -> Result<StepHandle>;
 

@@ -244,6 +244,10 @@ impl StepOperator for KubernetesStepOperator {
             .with_multi_pod()
     }
 
+    async fn planned_handle(&self, launch: &StepLaunch) -> Result<Option<StepHandle>> {
+        crate::submit::plan(&self.inner, launch).await.map(Some)
+    }
+
     async fn submit(&self, launch: StepLaunch) -> Result<StepHandle> {
         crate::submit::submit(&self.inner, launch).await
     }

@@ -18,6 +18,47 @@ use crate::handle::{KubernetesHandle, WaitPolicy};
 use crate::operator::Inner;
 use crate::watch::state::STEP_RUN_LABEL;
 
+/// The handle [`submit`] returns for `launch`, computed without creating anything: the
+/// Job name is deterministic per step run, the cluster is the one this operator uses.
+pub(crate) async fn plan(inner: &Inner, launch: &StepLaunch) -> Result<StepHandle> {
+    let settings = inner.effective_settings(launch)?;
+    let namespace = inner.config.kubernetes_namespace.clone();
+    let (job, _) = manifests(&settings, launch, &namespace)?;
+    let (_, cluster) = inner.api().await?;
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    handle(inner, launch, &settings, cluster, &namespace, &job_name)
+}
+
+/// The handle of attempt 0 of `launch`, whose Job is `job_name` in `namespace`.
+fn handle(
+    inner: &Inner,
+    launch: &StepLaunch,
+    settings: &KubernetesStepOperatorSettings,
+    cluster: &str,
+    namespace: &str,
+    job_name: &str,
+) -> Result<StepHandle> {
+    let data = KubernetesHandle {
+        cluster: cluster.to_owned(),
+        namespace: namespace.to_owned(),
+        job_name: job_name.to_owned(),
+        attempt: 0,
+        step_run_label: sanitize_label_value(&launch.step_run_id),
+        pod_count: settings.pod_count.max(1),
+        job_name_prefix: settings.job_name_prefix.clone(),
+        log_file: crate::logs::log_file(
+            inner.state_dir.as_deref(),
+            &launch.step_run_id,
+            settings.logs.keep,
+        ),
+        policy: WaitPolicy::from_settings(settings),
+    };
+    let data = serde_json::to_value(&data).map_err(|e| {
+        Error::new(ErrorKind::Internal, "cannot serialize the step handle").with_source(e)
+    })?;
+    Ok(StepHandle::new(crate::FLAVOR, launch, data))
+}
+
 /// Submits attempt 0 of `launch`.
 pub(crate) async fn submit(inner: &Inner, launch: StepLaunch) -> Result<StepHandle> {
     let settings = inner.effective_settings(&launch)?;
@@ -68,25 +109,7 @@ pub(crate) async fn submit(inner: &Inner, launch: StepLaunch) -> Result<StepHand
     .map_err(context)?;
     tracing::info!(namespace = %namespace, job = %job_name, step = %launch.step_name, "submitted step");
 
-    let data = KubernetesHandle {
-        cluster: cluster.to_owned(),
-        namespace: namespace.clone(),
-        job_name: job_name.clone(),
-        attempt: 0,
-        step_run_label: sanitize_label_value(&launch.step_run_id),
-        pod_count: settings.pod_count.max(1),
-        job_name_prefix: settings.job_name_prefix.clone(),
-        log_file: crate::logs::log_file(
-            inner.state_dir.as_deref(),
-            &launch.step_run_id,
-            settings.logs.keep,
-        ),
-        policy: WaitPolicy::from_settings(&settings),
-    };
-    let data = serde_json::to_value(&data).map_err(|e| {
-        Error::new(ErrorKind::Internal, "cannot serialize the step handle").with_source(e)
-    })?;
-    Ok(StepHandle::new(crate::FLAVOR, &launch, data))
+    handle(inner, &launch, &settings, cluster, &namespace, &job_name)
 }
 
 /// The Job (and the Secret of the secret environment) of attempt 0 of `launch`.

@@ -1,43 +1,53 @@
 //! `stepstack step run|logs|status|cancel|attach|preview|list`: run a command as a step on
 //! the active stack's step operator and follow it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
 use stepstack_core::{
-    Error, ErrorKind, ResourceSettings, StepHandle, StepLaunch, StepOperator, StepOutcome,
-    StepStatus, StepTimings,
+    Error, ErrorKind, FailureReason, LogLine, ResourceSettings, StepFailure, StepHandle,
+    StepLaunch, StepOperator, StepOutcome, StepStatus, StepTimings,
 };
 use stepstack_settings::{LoadedDocument, OnInterrupt, SettingsLayers};
-use stepstack_store::{Component, NewStepRun, StepRunFilter, StepRunUpdate, Store};
+use stepstack_store::{
+    Component, NewStepRun, StepRun, StepRunFilter, StepRunUpdate, Store, StoreError,
+};
 
 use super::Context;
-use super::support::{build_step_operator, state_dir, step_operator_component};
+use super::support::{build_step_operator, step_operator_component};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{OutputFormat, table};
 use crate::progress::{PendingProgress, show_while_pending};
+use crate::signals::{Interrupts, exit_now};
 
 /// The image of a step when `--image` is not given.
 const DEFAULT_IMAGE: &str = "busybox:1.36";
-/// How long the log stream may lag behind the outcome before `run` stops waiting for it.
+/// How long the live log stream may go without a line, once the step has ended, before
+/// `run` stops waiting for it (and says that the live view is incomplete).
 const LOG_DRAIN: Duration = Duration::from_secs(5);
+/// How long `status` of a finished step run waits for the operator's timings (a bonus:
+/// the outcome is stored, and the cluster may be gone).
+const TIMINGS_BUDGET: Duration = Duration::from_secs(10);
+/// The pending message of a step run recorded before its submission finished.
+const SUBMITTING: &str = "its Job is being created";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StepCommand {
     /// Run a command as a step: `step run NAME [--settings FILE] [--set K=V]… -- COMMAND…`.
     Run(RunArgs),
-    /// Print a step run's logs.
+    /// Print a step run's logs (given a step's name: its latest run's).
     Logs(LogsArgs),
-    /// Show a step run's status.
-    Status(RunId),
+    /// Show a step run's status (given a step's name: its latest run's).
+    Status(RunOrStep),
     /// Cancel a step run.
     Cancel(RunId),
     /// Follow a running step (from another terminal or after --detach) to its end.
-    Attach(RunId),
+    Attach(RunOrStep),
     /// Print the manifests a step would create (--server-dry-run: ask the cluster).
     Preview(PreviewArgs),
     /// List recent step runs.
@@ -96,8 +106,14 @@ pub(crate) struct RunId {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct RunOrStep {
+    /// The step-run id (or a unique prefix), or a step's name for its latest run.
+    id: String,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct LogsArgs {
-    /// The step-run id (or a unique prefix).
+    /// The step-run id (or a unique prefix), or a step's name for its latest run.
     id: String,
     /// Keep printing until the step ends.
     #[arg(short = 'f', long)]
@@ -198,23 +214,87 @@ fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         on_interrupt,
     } = prepare(&args.step, &component)?;
     let step_name = launch.step_name.clone();
+    let step_run_id = launch.step_run_id.clone();
     ctx.block_on(async {
+        // From here on SIGINT, SIGTERM and SIGHUP cancel the step instead of killing us.
+        let mut interrupts = Interrupts::install()?;
         let operator = build_step_operator(ctx, &store, &component).await?;
-        let handle = operator.submit(launch).await?;
-        let log_path = state_dir(ctx, &component.name)?
-            .join("logs")
-            .join(format!("{}.log", handle.step_run_id));
-        store
-            .create_step_run(
-                NewStepRun::from_handle(handle.clone(), component.name.clone())
-                    .with_log_path(log_path),
-            )
-            .map_err(Error::from)?;
+        // Record the step run before anything is created: a process killed while
+        // submitting leaves a record that `step list`, `status` and `cancel` know.
+        let planned = operator.planned_handle(&launch).await?;
+        if let Some(planned) = &planned {
+            store
+                .create_step_run(record_of(planned, &component.name).with_status(
+                    StepStatus::Pending {
+                        message: Some(SUBMITTING.to_owned()),
+                    },
+                ))
+                .map_err(Error::from)?;
+        }
+        let mut interrupted = None;
+        let submitted = {
+            let submit = operator.submit(launch);
+            tokio::pin!(submit);
+            loop {
+                tokio::select! {
+                    result = &mut submit => break result,
+                    signal = interrupts.recv() => {
+                        if interrupted.is_some() {
+                            exit_now(signal, &step_run_id);
+                        }
+                        // Dropping the create now could leave a Job created after the
+                        // cancel; let it finish (it is bounded by the API timeouts).
+                        eprintln!(
+                            "Interrupted: step run {step_run_id} is being submitted; it is cancelled as soon as the cluster has it ({signal}; interrupt again to exit at once)"
+                        );
+                        interrupted = Some(signal);
+                    }
+                }
+            }
+        };
+        let handle = match submitted {
+            Ok(handle) => handle,
+            Err(err) => {
+                if planned.is_some() {
+                    record_submit_failure(&mut store, &step_run_id, &err);
+                }
+                return Err(err.into());
+            }
+        };
+        let run = match &planned {
+            Some(_) => {
+                let mut update = StepRunUpdate::status(StepStatus::Pending { message: None });
+                update.handle = Some(handle.clone());
+                store.update_step_run(&handle.step_run_id, update)
+            }
+            None => store.create_step_run(record_of(&handle, &component.name)),
+        }
+        .map_err(Error::from)?;
+        if run.status.is_finished() {
+            // `step cancel` got to the record while the Job was being created: it may
+            // have found nothing to delete, so delete what the submit created.
+            operator.cancel(&handle).await?;
+            eprintln!(
+                "error: step run {step_run_id} was cancelled while it was being submitted; its Job is deleted"
+            );
+            return Ok(Exit::StepFailed);
+        }
         let printer = ctx.printer();
         printer.line(format!(
             "Submitted step `{step_name}` to step operator `{}` (step run {}).",
             component.name, handle.step_run_id
         ))?;
+        if let Some(signal) = interrupted {
+            return interrupted_run(
+                &mut store,
+                operator.as_ref(),
+                &handle,
+                on_interrupt,
+                &mut interrupts,
+                signal,
+            )
+            .await;
+        }
         if args.detach {
             printer.line(format!(
                 "Follow it with: stepstack step attach {}",
@@ -223,18 +303,75 @@ fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             printer.structured(&handle)?;
             return Ok(Exit::Ok);
         }
-        follow(ctx, &mut store, operator, &handle, on_interrupt).await
+        follow(
+            ctx,
+            &mut store,
+            operator,
+            &handle,
+            on_interrupt,
+            &mut interrupts,
+        )
+        .await
     })?
 }
 
-/// Streams the step's logs while waiting for its outcome; Ctrl-C cancels or detaches per
-/// the step's `on_interrupt` setting.
+/// The record of a step run from its (planned or submitted) handle, with the file its
+/// logs are kept in.
+fn record_of(handle: &StepHandle, component: &str) -> NewStepRun {
+    let record = NewStepRun::from_handle(handle.clone(), component);
+    match kept_log_file(handle) {
+        Some(path) => record.with_log_path(path),
+        None => record,
+    }
+}
+
+/// Where the step operator keeps the step's log lines (JSON lines of [`LogLine`]).
+fn kept_log_file(handle: &StepHandle) -> Option<PathBuf> {
+    if handle.flavor != stepstack_k8s_operator::FLAVOR {
+        return None;
+    }
+    stepstack_k8s_operator::KubernetesHandle::from_handle(handle)
+        .ok()?
+        .log_file
+}
+
+/// Records that the submission of a recorded step run failed: the cluster refused it,
+/// or could not be asked (then the Job may exist, and `step cancel` still finds it).
+fn record_submit_failure(store: &mut Store, step_run_id: &str, err: &Error) {
+    let api_reason = err
+        .context_value("api_reason")
+        .unwrap_or(err.kind().as_str())
+        .to_owned();
+    let mut message = format!("the step could not be submitted: {err}");
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidSettings
+            | ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::PermissionDenied
+    ) {
+        message.push_str(&format!(
+            "; if the cluster created its Job anyway, `stepstack step cancel {step_run_id}` deletes it"
+        ));
+    }
+    let failure = StepFailure::new(FailureReason::CreateFailed { api_reason }, message);
+    if let Err(e) = store.update_step_run(
+        step_run_id,
+        StepRunUpdate::status(StepStatus::Failed(failure)),
+    ) {
+        tracing::warn!(error = %e, "could not record the failed submission");
+    }
+}
+
+/// Streams the step's logs while waiting for its outcome; an interrupt (Ctrl-C, SIGTERM,
+/// SIGHUP) cancels or keeps the step per its `on_interrupt` setting.
 async fn follow(
     ctx: &Context<'_>,
     store: &mut Store,
     operator: Arc<dyn StepOperator>,
     handle: &StepHandle,
     on_interrupt: OnInterrupt,
+    interrupts: &mut Interrupts,
 ) -> CliResult<Exit> {
     let print_logs = ctx.global.output == OutputFormat::Table;
     let progress = PendingProgress::new();
@@ -243,40 +380,39 @@ async fn follow(
         operator.clone(),
         handle.clone(),
     ));
+    let printed = Arc::new(AtomicU64::new(0));
     let log_task = print_logs.then(|| {
         let operator = operator.clone();
         let handle = handle.clone();
         let progress = progress.clone();
-        tokio::spawn(
-            async move { stream_logs(operator.as_ref(), &handle, true, Some(&progress)).await },
-        )
+        let printed = printed.clone();
+        tokio::spawn(async move {
+            stream_logs(
+                operator.as_ref(),
+                &handle,
+                true,
+                Some((&progress, &printed)),
+            )
+            .await
+        })
     });
     let outcome = tokio::select! {
         outcome = operator.wait(handle) => outcome,
-        _ = tokio::signal::ctrl_c() => {
+        signal = interrupts.recv() => {
             progress.finish();
-            match on_interrupt {
-                OnInterrupt::Delete => {
-                    eprintln!("Interrupted: cancelling step run {} …", handle.step_run_id);
-                    operator.cancel(handle).await?;
-                    operator.wait(handle).await
-                }
-                OnInterrupt::Keep => {
-                    eprintln!(
-                        "Interrupted: the step keeps running (on_interrupt: keep); follow it with `stepstack step attach {}`",
-                        handle.step_run_id
-                    );
-                    return Ok(Exit::StepFailed);
-                }
+            progress_task.abort();
+            if let Some(task) = &log_task {
+                task.abort();
             }
+            return interrupted_run(store, operator.as_ref(), handle, on_interrupt, interrupts, signal)
+                .await;
         }
     };
     progress.finish();
     progress_task.abort();
     let outcome = outcome?;
     if let Some(task) = log_task {
-        // The logs end with the step; do not hang if the stream lags.
-        let _ = tokio::time::timeout(LOG_DRAIN, task).await;
+        drain_logs(task, &printed, &handle.step_run_id, interrupts).await;
     }
     record_outcome(store, handle, &outcome);
     // Where the time went is a bonus: a flavor that cannot tell, or an error, shows none.
@@ -284,22 +420,121 @@ async fn follow(
     report_outcome(ctx, handle, &outcome, timings.as_ref())
 }
 
-/// Prints the step's log lines; the first one clears the pending-step display.
+/// What an interrupted `run` or `attach` does: cancel the step and wait for its end
+/// (a second interrupt exits at once), or leave it running with `on_interrupt: keep`.
+/// Either way the command exits with 130.
+async fn interrupted_run(
+    store: &mut Store,
+    operator: &dyn StepOperator,
+    handle: &StepHandle,
+    on_interrupt: OnInterrupt,
+    interrupts: &mut Interrupts,
+    signal: &str,
+) -> CliResult<Exit> {
+    let id = &handle.step_run_id;
+    if on_interrupt == OnInterrupt::Keep {
+        eprintln!(
+            "Interrupted ({signal}): the step keeps running (on_interrupt: keep); follow it with `stepstack step attach {id}`"
+        );
+        return Ok(Exit::Interrupted);
+    }
+    eprintln!(
+        "Interrupted: cancelling step run {id} … ({signal}; interrupt again to exit at once)"
+    );
+    let cancelled = async {
+        operator.cancel(handle).await?;
+        operator.wait(handle).await
+    };
+    let outcome = tokio::select! {
+        outcome = cancelled => outcome,
+        signal = interrupts.recv() => exit_now(signal, id),
+    };
+    match outcome {
+        Ok(outcome) => {
+            record_outcome(store, handle, &outcome);
+            eprintln!("Cancelled step run {id}.");
+            Ok(Exit::Interrupted)
+        }
+        Err(err) => Err(CliError::new(
+            Exit::Interrupted,
+            anyhow::Error::new(err).context(format!(
+                "could not cancel step run {id}; try again with `stepstack step cancel {id}`"
+            )),
+        )),
+    }
+}
+
+/// Lets the live log stream finish after the step has ended: as long as it keeps
+/// printing, and [`LOG_DRAIN`] after its last line. When it has to be cut off (or it
+/// failed, or an interrupt came) it says so on stderr and where the full log is, rather
+/// than losing lines silently.
+async fn drain_logs(
+    mut task: tokio::task::JoinHandle<stepstack_core::Result<()>>,
+    printed: &AtomicU64,
+    step_run_id: &str,
+    interrupts: &mut Interrupts,
+) {
+    let mut seen = printed.load(Ordering::Relaxed);
+    let incomplete = loop {
+        tokio::select! {
+            joined = &mut task => break match joined {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(format!("the log stream failed: {err}")),
+                Err(_) => Some("the log stream stopped".to_owned()),
+            },
+            _ = tokio::time::sleep(LOG_DRAIN) => {
+                let now = printed.load(Ordering::Relaxed);
+                if now == seen {
+                    task.abort();
+                    break Some(format!(
+                        "the log stream delivered nothing for {} s after the step ended",
+                        LOG_DRAIN.as_secs()
+                    ));
+                }
+                seen = now;
+            }
+            signal = interrupts.recv() => {
+                task.abort();
+                break Some(format!("{signal} stopped the log stream"));
+            }
+        }
+    };
+    if let Some(why) = incomplete {
+        eprintln!(
+            "warning: the live log view above may be incomplete ({why}); `stepstack step logs {step_run_id}` shows the full log"
+        );
+    }
+}
+
+/// Prints the step's log lines; with a live view, the first one clears the pending-step
+/// display and each one is counted.
 async fn stream_logs(
     operator: &dyn StepOperator,
     handle: &StepHandle,
     follow: bool,
-    progress: Option<&PendingProgress>,
+    live: Option<(&PendingProgress, &AtomicU64)>,
 ) -> stepstack_core::Result<()> {
     let mut lines = operator.logs(handle, follow).await?;
     while let Some(line) = lines.next().await {
         let line = line?;
-        if let Some(progress) = progress {
+        if let Some((progress, printed)) = live {
             progress.finish();
+            printed.fetch_add(1, Ordering::Relaxed);
         }
         println!("{line}");
     }
     Ok(())
+}
+
+/// The kept log of a finished step run, read from the local file (no cluster needed):
+/// `None` when there is none or it is empty.
+fn kept_log_lines(path: &Path) -> Option<Vec<LogLine>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<LogLine> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (!lines.is_empty()).then_some(lines)
 }
 
 fn record_outcome(store: &mut Store, handle: &StepHandle, outcome: &StepOutcome) {
@@ -309,6 +544,29 @@ fn record_outcome(store: &mut Store, handle: &StepHandle, outcome: &StepOutcome)
     };
     if let Err(e) = store.update_step_run(&handle.step_run_id, StepRunUpdate::status(status)) {
         tracing::warn!(error = %e, "could not record the step's outcome");
+    }
+}
+
+/// The step run `id` names: a step-run id (or a unique prefix of one), else the latest
+/// run of the step named `id`.
+fn find_run(store: &Store, id: &str) -> CliResult<StepRun> {
+    match store.get_step_run(id) {
+        Ok(run) => Ok(run),
+        Err(StoreError::NotFound { .. }) => {
+            let mut filter = StepRunFilter::new();
+            filter.step_name = Some(id.to_owned());
+            filter.limit = Some(1);
+            let latest = store.list_step_runs(&filter).map_err(Error::from)?;
+            latest.into_iter().next().ok_or_else(|| {
+                CliError::from(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no step run has the id (or id prefix) `{id}` and no step named `{id}` has run; `stepstack step list` shows the recorded runs"
+                    ),
+                ))
+            })
+        }
+        Err(e) => Err(Error::from(e).into()),
     }
 }
 
@@ -349,10 +607,9 @@ fn report_outcome(
 async fn reattach(
     ctx: &Context<'_>,
     store: &Store,
-    id: &str,
+    run: &StepRun,
 ) -> CliResult<(StepHandle, Arc<dyn StepOperator>)> {
-    let run = store.get_step_run(id).map_err(Error::from)?;
-    let handle = run.handle.ok_or_else(|| {
+    let handle = run.handle.clone().ok_or_else(|| {
         CliError::from(Error::new(
             ErrorKind::NotFound,
             format!(
@@ -370,26 +627,61 @@ async fn reattach(
 
 fn logs(args: LogsArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
+    let run = find_run(&store, &args.id)?;
+    // A finished step's kept log is complete and local: no cluster needed (it may have
+    // been replaced, e.g. by `local-cluster stop` and `start`, or be unreachable).
+    if run.status.is_finished()
+        && let Some(lines) = run.log_path.as_deref().and_then(kept_log_lines)
+    {
+        for line in lines {
+            println!("{line}");
+        }
+        return Ok(Exit::Ok);
+    }
     ctx.block_on(async {
-        let (handle, operator) = reattach(ctx, &store, &args.id).await?;
+        let (handle, operator) = reattach(ctx, &store, &run).await?;
         stream_logs(operator.as_ref(), &handle, args.follow, None).await?;
         Ok(Exit::Ok)
     })?
 }
 
-fn status(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
+fn status(args: RunOrStep, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let (handle, status, timings) = ctx.block_on(async {
-        let (handle, operator) = reattach(ctx, &store, &args.id).await?;
-        let status = operator.status(&handle).await?;
-        let timings = operator.timings(&handle).await.ok().flatten();
-        Ok::<_, CliError>((handle, status, timings))
-    })??;
-    if let Err(e) =
-        store.update_step_run(&handle.step_run_id, StepRunUpdate::status(status.clone()))
-    {
-        tracing::warn!(error = %e, "could not record the step's status");
-    }
+    let run = find_run(&store, &args.id)?;
+    let handle = run.handle.clone();
+    let (status, timings) = if run.status.is_finished() {
+        // How it ended is stored; only the timings come from the operator, if it still
+        // reaches the step (the cluster may be gone or replaced).
+        let timings = ctx.block_on(async {
+            let timings = async {
+                let (handle, operator) = reattach(ctx, &store, &run).await.ok()?;
+                operator.timings(&handle).await.ok().flatten()
+            };
+            tokio::time::timeout(TIMINGS_BUDGET, timings)
+                .await
+                .ok()
+                .flatten()
+        })?;
+        (run.status.clone(), timings)
+    } else {
+        let (status, timings) = ctx.block_on(async {
+            let (handle, operator) = reattach(ctx, &store, &run).await?;
+            let status = match operator.status(&handle).await {
+                Ok(status) => status,
+                Err(err) if err.kind() == ErrorKind::NotFound => {
+                    return Ok::<_, CliError>((never_created(&run), None));
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let timings = operator.timings(&handle).await.ok().flatten();
+            Ok((status, timings))
+        })??;
+        if let Err(e) = store.update_step_run(&run.id, StepRunUpdate::status(status.clone())) {
+            tracing::warn!(error = %e, "could not record the step's status");
+        }
+        (status, timings)
+    };
+    let step_name = handle.as_ref().map_or(&run.step_name, |h| &h.step_name);
     #[derive(Serialize)]
     struct Shown<'a> {
         step_run_id: &'a str,
@@ -399,16 +691,16 @@ fn status(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
         timings: Option<&'a StepTimings>,
     }
     let shown = Shown {
-        step_run_id: &handle.step_run_id,
-        step: &handle.step_name,
+        step_run_id: &run.id,
+        step: step_name,
         status: &status,
         timings: timings.as_ref(),
     };
     ctx.printer().data(&shown, || {
         let mut t = table(["STEP RUN", "STEP", "STATUS", "TIME"]);
         t.add_row([
-            handle.step_run_id.clone(),
-            handle.step_name.clone(),
+            run.id.clone(),
+            step_name.clone(),
             describe_status(&status),
             timings
                 .as_ref()
@@ -422,8 +714,9 @@ fn status(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
 
 fn cancel(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
+    let run = store.get_step_run(&args.id).map_err(Error::from)?;
     let (handle, outcome) = ctx.block_on(async {
-        let (handle, operator) = reattach(ctx, &store, &args.id).await?;
+        let (handle, operator) = reattach(ctx, &store, &run).await?;
         operator.cancel(&handle).await?;
         let outcome = operator.wait(&handle).await?;
         Ok::<_, CliError>((handle, outcome))
@@ -436,9 +729,9 @@ fn cancel(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
-fn attach(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
+fn attach(args: RunOrStep, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let run = store.get_step_run(&args.id).map_err(Error::from)?;
+    let run = find_run(&store, &args.id)?;
     let component = store
         .get_component(super::support::STEP_OPERATOR, &run.component)
         .map_err(Error::from)?;
@@ -449,8 +742,17 @@ fn attach(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
     .map(|c| c.settings.on_interrupt)
     .unwrap_or_default();
     ctx.block_on(async {
-        let (handle, operator) = reattach(ctx, &store, &args.id).await?;
-        follow(ctx, &mut store, operator, &handle, on_interrupt).await
+        let mut interrupts = Interrupts::install()?;
+        let (handle, operator) = reattach(ctx, &store, &run).await?;
+        follow(
+            ctx,
+            &mut store,
+            operator,
+            &handle,
+            on_interrupt,
+            &mut interrupts,
+        )
+        .await
     })?
 }
 
@@ -488,14 +790,28 @@ fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         let operator = stepstack_k8s_operator::KubernetesStepOperator::new(config, context);
         if !args.server_dry_run {
             let preview = operator.preview(&launch)?;
-            let text = match ctx.global.output {
+            let mut text = match ctx.global.output {
                 OutputFormat::Json => preview.to_json()?,
                 _ => preview.to_yaml()?,
             };
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
             print!("{text}");
             return Ok(Exit::Ok);
         }
         let server = operator.preview_on_server(&launch).await?;
+        /// The dry run as `-o json|yaml` prints it.
+        #[derive(Serialize)]
+        struct DryRun<'a> {
+            accepted: bool,
+            #[serde(flatten)]
+            server: &'a stepstack_k8s_operator::ServerPreview,
+        }
+        ctx.printer().structured(&DryRun {
+            accepted: server.accepted(),
+            server: &server,
+        })?;
         if server.accepted() {
             ctx.printer()
                 .line("The API server would accept the step's objects.")?;
@@ -518,7 +834,7 @@ fn list(args: ListArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     filter.limit = Some(args.limit);
     let runs = store.list_step_runs(&filter).map_err(Error::from)?;
     let printer = ctx.printer();
-    if runs.is_empty() {
+    if runs.is_empty() && ctx.global.output == OutputFormat::Table {
         printer.line("No step runs yet; run one with `stepstack step run NAME -- COMMAND`.")?;
         return Ok(Exit::Ok);
     }
@@ -546,6 +862,17 @@ fn list(args: ListArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The status of a recorded step run whose Job the cluster does not have: its submitter
+/// stopped before creating it (or is creating it right now).
+fn never_created(run: &StepRun) -> StepStatus {
+    StepStatus::Pending {
+        message: Some(format!(
+            "its Job does not exist: the process that submitted it stopped before creating it, or is creating it now; `stepstack step cancel {}` closes the record",
+            run.id
+        )),
+    }
+}
+
 fn describe_status(status: &StepStatus) -> String {
     match status {
         StepStatus::Pending {
@@ -554,6 +881,9 @@ fn describe_status(status: &StepStatus) -> String {
         StepStatus::Pending { message: None } => "pending".to_owned(),
         StepStatus::Running => "running".to_owned(),
         StepStatus::Succeeded => "succeeded".to_owned(),
+        StepStatus::Failed(failure) if failure.reason == FailureReason::Cancelled => {
+            format!("cancelled: {}", failure.message)
+        }
         StepStatus::Failed(failure) => format!("failed: {}: {}", failure.reason, failure.message),
         _ => "unknown".to_owned(),
     }
