@@ -22,7 +22,7 @@ use crate::output::{OutputFormat, Printer};
 /// Run pipeline steps on Kubernetes pods with the compute your machine lacks.
 ///
 /// Exit codes: 0 success; 1 a step failed; 2 usage, settings or configuration error;
-/// 3 connection or authentication error; 4 internal error.
+/// 3 connection or authentication error; 4 internal error; 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(
     name = "stepstack",
