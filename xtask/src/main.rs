@@ -4,6 +4,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod demo;
+mod msrv;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ enum Task {
     },
     /// Checks repository rules (workspace lints, crate READMEs as docs, …).
     Tidy,
+    /// Checks the declared `rust-version` against the toolchain and every dependency.
+    Msrv,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench { quick } => bench::run(&sh, quick),
         Task::Codegen { check } => codegen::run(&sh, check),
         Task::Tidy => tidy::run(&sh),
+        Task::Msrv => msrv::run(&sh),
     }
 }
 

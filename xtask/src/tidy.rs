@@ -103,7 +103,19 @@ fn check_rust_file(root: &Path, file: &Path, problems: &mut Vec<String>) -> anyh
     if text.contains(concat!("unsafe", " {")) {
         problems.push(format!("{rel}: `unsafe` is forbidden"));
     }
+    if !opens_with_module_doc(&text) {
+        problems.push(format!(
+            "{rel}: open the module with a `//!` doc saying what it is for"
+        ));
+    }
     Ok(())
+}
+
+/// Whether a file opens with its module documentation: `//!` lines, or, for a crate
+/// root, `#![doc = include_str!("../README.md")]` (the README is the crate doc).
+fn opens_with_module_doc(text: &str) -> bool {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    first.starts_with("//!") || first.starts_with("#![doc")
 }
 
 fn rust_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
