@@ -32,6 +32,18 @@ pub struct ClusterConnection {
     pub expires_at: Option<Timestamp>,
     /// How long before a token expires it is replaced.
     pub refresh_margin: Duration,
+    /// Why no client can be built although the credentials work (see
+    /// [`ClusterConnection::with_client_refusal`]).
+    client_refusal: Option<ClientRefusal>,
+}
+
+/// Why [`ClusterConnection::into_client`] refuses, kept as parts because [`Error`] is
+/// not `Clone`.
+#[derive(Debug, Clone)]
+struct ClientRefusal {
+    kind: ErrorKind,
+    message: String,
+    context: Vec<(&'static str, String)>,
 }
 
 impl ClusterConnection {
@@ -42,7 +54,26 @@ impl ClusterConnection {
             token_source: None,
             expires_at: None,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
+            client_refusal: None,
         }
+    }
+
+    /// Marks the connection as unusable for API clients, with the error
+    /// [`into_client`](Self::into_client) returns, while its token source stays usable:
+    /// e.g. the cluster's CA certificate is unreadable, so TLS to the API server cannot
+    /// be verified, but a token for kubectl (which has its own CA) can still be issued.
+    pub fn with_client_refusal(mut self, error: &Error) -> Self {
+        self.client_refusal = Some(ClientRefusal {
+            kind: error.kind(),
+            message: error.message().to_owned(),
+            context: error.context().to_vec(),
+        });
+        self
+    }
+
+    /// Why no client can be built from this connection, if that is so.
+    pub fn client_refusal(&self) -> Option<&str> {
+        self.client_refusal.as_ref().map(|r| r.message.as_str())
     }
 
     /// Authenticates every request with a token from `source`, refreshed before it expires.
@@ -85,6 +116,14 @@ impl ClusterConnection {
     /// before it expires, and when the API answers 401 it fetches a fresh token and retries
     /// the request exactly once. Must be called within a Tokio runtime.
     pub fn into_client(self) -> Result<kube::Client> {
+        if let Some(refusal) = self.client_refusal {
+            return Err(refusal
+                .context
+                .into_iter()
+                .fold(Error::new(refusal.kind, refusal.message), |e, (k, v)| {
+                    e.with_context(k, v)
+                }));
+        }
         let cluster_url = self.config.cluster_url.to_string();
         let builder = kube::client::ClientBuilder::try_from(self.config).map_err(|e| {
             Error::new(
@@ -114,6 +153,31 @@ impl fmt::Debug for ClusterConnection {
             .field("token_source", &self.token_source)
             .field("expires_at", &self.expires_at)
             .field("refresh_margin", &self.refresh_margin)
+            .field("client_refusal", &self.client_refusal())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_builds_no_client_and_says_why() {
+        let config = kube::Config::new("https://10.0.0.1:443".parse().unwrap());
+        let connection = ClusterConnection::new(config).with_client_refusal(
+            &Error::new(ErrorKind::Unavailable, "the cluster's CA is unreadable")
+                .with_context("cluster", "prod"),
+        );
+        assert_eq!(
+            connection.client_refusal(),
+            Some("the cluster's CA is unreadable")
+        );
+        let Err(err) = connection.clone().into_client() else {
+            panic!("a client was built");
+        };
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert_eq!(err.message(), "the cluster's CA is unreadable");
+        assert_eq!(err.context_value("cluster"), Some("prod"));
     }
 }

@@ -19,7 +19,8 @@ pub trait ResourceVerifier: Send + Sync {
     ///
     /// Errors of kind `Unauthenticated` or `PermissionDenied` are authorization failures;
     /// `InvalidSettings` means the configuration is incomplete or invalid and fails the
-    /// whole `verify`; any other kind is reported as an unexpected error.
+    /// whole `verify`; `Unavailable` and `Timeout` mean something could not be reached
+    /// (the message says what); any other kind is reported as an unexpected error.
     async fn verify_resource(
         &self,
         resource_type: Option<&str>,
@@ -121,6 +122,12 @@ fn describe_failure(connector: &str, e: Error) -> Result<String> {
             "connector `{connector}` authorization failure: {}",
             e.message()
         )),
+        // An endpoint that is down or refuses connections is an everyday answer, not a
+        // surprise: name the connector; the message says what it could not reach.
+        ErrorKind::Unavailable | ErrorKind::Timeout => {
+            tracing::debug!(connector, error = %e, "the connector could not reach its endpoint");
+            Ok(format!("connector `{connector}`: {}", e.message()))
+        }
         _ => {
             tracing::warn!(connector, error = %e, "verifying the connector failed unexpectedly");
             Ok(format!(
@@ -356,17 +363,34 @@ mod tests {
     async fn unexpected_errors_keep_their_message() {
         let scope =
             scope(ConnectorConfig::new("c", "cloud", "secret-key").with_resource_types(["bucket"]));
-        let verifier = Scripted::new(vec![(Some("bucket"), Err(ErrorKind::Unavailable))]);
+        let verifier = Scripted::new(vec![(Some("bucket"), Err(ErrorKind::Internal))]);
         let report = verify_resources(&scope, &PlainResourceIds, &verifier, None, None, now())
             .await
             .unwrap();
         assert_eq!(
             report.entry("bucket").unwrap().error.as_deref(),
             Some(
-                "an unexpected error occurred while verifying connector `c`: unavailable for Some(\"bucket\")"
+                "an unexpected error occurred while verifying connector `c`: internal for Some(\"bucket\")"
             )
         );
         // A single-type connector skips the global check.
         assert_eq!(verifier.calls(), vec![(Some("bucket".into()), None)]);
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoints_are_named_not_called_unexpected() {
+        for kind in [ErrorKind::Unavailable, ErrorKind::Timeout] {
+            let scope = scope(
+                ConnectorConfig::new("c", "cloud", "secret-key").with_resource_types(["bucket"]),
+            );
+            let verifier = Scripted::new(vec![(Some("bucket"), Err(kind))]);
+            let report = verify_resources(&scope, &PlainResourceIds, &verifier, None, None, now())
+                .await
+                .unwrap();
+            assert_eq!(
+                report.entry("bucket").unwrap().error.as_deref(),
+                Some(format!("connector `c`: {kind} for Some(\"bucket\")").as_str())
+            );
+        }
     }
 }
