@@ -350,11 +350,22 @@ fn target(
 
 /// Parses and checks an API server URL.
 pub(crate) fn parse_server(server: &str) -> KResult<url::Url> {
+    let url = url::Url::parse(server.trim());
+    // A URL with `user:password@` is refused below; the message must not repeat them.
+    let shown = match &url {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            let mut u = u.clone();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => server.to_owned(),
+    };
     let invalid = |reason: &str| KubeConnectorError::InvalidServer {
-        url: server.to_owned(),
+        url: shown.clone(),
         reason: reason.to_owned(),
     };
-    let url = url::Url::parse(server.trim()).map_err(|e| invalid(&e.to_string()))?;
+    let url = url.map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(invalid("the scheme must be https (or http)"));
     }
@@ -413,10 +424,33 @@ pub(crate) fn base64_of(pem: &SecretString) -> String {
     base64::engine::general_purpose::STANDARD.encode(pem.expose_secret().as_bytes())
 }
 
+/// What is wrong with a kubeconfig, without quoting it: the YAML parser's messages show
+/// the offending text and the lines around it (often the token line), so a parse error
+/// is reduced to where it is. Other errors (a missing file, a bad URL) are kept.
+pub(crate) fn kubeconfig_problem(error: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError;
+    let KubeconfigError::Parse(parse) = error else {
+        return error.to_string();
+    };
+    let hidden = "the content is not shown because it holds credentials";
+    match parse.location().filter(|l| l.line() > 0) {
+        Some(at) => format!(
+            "it is not valid kubeconfig YAML: the error is at line {}, column {} ({hidden})",
+            at.line(),
+            at.column()
+        ),
+        None => format!("it is not valid kubeconfig YAML ({hidden})"),
+    }
+}
+
 fn parse_kubeconfig(c: KubeconfigConfig) -> KResult<Parsed> {
     let invalid = |reason: String| KubeConnectorError::InvalidStoredKubeconfig { reason };
-    let full =
-        Kubeconfig::from_yaml(c.kubeconfig.expose_secret()).map_err(|e| invalid(e.to_string()))?;
+    let full = Kubeconfig::from_yaml(c.kubeconfig.expose_secret()).map_err(|e| {
+        KubeConnectorError::InvalidKubeconfigValue {
+            field: "kubeconfig",
+            problem: kubeconfig_problem(&e),
+        }
+    })?;
     let context = match c.context.filter(|c| !c.trim().is_empty()) {
         Some(context) => context,
         None => full
@@ -530,6 +564,81 @@ mod tests {
         assert!(
             err.to_string().contains("missing field `client_key`"),
             "{err}"
+        );
+    }
+
+    /// The token every malformed kubeconfig below carries.
+    pub(crate) const TOKEN_TEXT: &str = "kc-SeCrEt-t0ken-4f9a2b";
+
+    /// Kubeconfigs that do not parse, each with the token in or next to the bad spot.
+    pub(crate) fn malformed_kubeconfigs() -> Vec<String> {
+        let t = TOKEN_TEXT;
+        let head = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://10.0.0.1:6443\n";
+        vec![
+            // An unclosed quote on the token line.
+            format!("{head}users:\n- name: u\n  user:\n    token: \"{t}\n"),
+            // A dedent that fits no level, right after the token.
+            format!("{head}users:\n- name: u\n  user:\n    token: {t}\n   bad: x\n"),
+            // A tab as indentation on the token line.
+            format!("{head}users:\n- name: u\n  user:\n\ttoken: {t}\n"),
+            // `users` as a string that holds the token.
+            format!("{head}users: \"token: {t}\"\n"),
+            // The token as a sequence or a mapping.
+            format!("{head}users:\n- name: u\n  user:\n    token: [{t}]\n"),
+            format!("{head}users:\n- name: u\n  user:\n    token: {{value: {t}}}\n"),
+            // Only the token, pasted instead of the kubeconfig.
+            t.to_owned(),
+            format!("{t}\n"),
+            // Broken JSON.
+            format!("{{\"users\": [{{\"name\": \"u\", \"user\": {{\"token\": \"{t}\"}}}}]"),
+            // A colon inside the unquoted token.
+            format!("{head}users:\n- name: u\n  user:\n    token: {t}: more\n"),
+            // An alias named after the token, which no anchor defines.
+            format!("{head}users:\n- name: u\n  user:\n    token: *{t}\n"),
+            // The token twice under one key.
+            format!("{head}users:\n- name: u\n  user:\n    token: {t}\n    token: {t}\n"),
+            // The token as a key, and a flow mapping that never closes.
+            format!("{head}users:\n- name: u\n  user: {{{t}: x\n"),
+            // A bad type elsewhere, with the token on the same line of flow YAML.
+            format!("{{users: [{{name: u, user: {{token: {t}}}}}], clusters: {t}}}"),
+        ]
+    }
+
+    #[test]
+    fn malformed_kubeconfigs_are_reported_by_line_never_by_content() {
+        for (i, text) in malformed_kubeconfigs().into_iter().enumerate() {
+            let config = ConnectorConfig::new("kc", "kubernetes", KUBECONFIG)
+                .with_secret("kubeconfig", text.clone());
+            let err = parse(&config, "").expect_err(&format!("shape {i} parses"));
+            let message = err.to_string();
+            // Any 8 characters of the token would be a leak.
+            for start in 0..=TOKEN_TEXT.len() - 8 {
+                assert!(
+                    !message.contains(&TOKEN_TEXT[start..start + 8]),
+                    "shape {i} leaks the token: {message}"
+                );
+            }
+            assert!(
+                message.starts_with("`kubeconfig` is not a valid kubeconfig"),
+                "shape {i}: {message}"
+            );
+            assert!(
+                message.contains("line ") || message.contains("not valid kubeconfig YAML"),
+                "shape {i} says where: {message}"
+            );
+            let debug = format!("{err:?}");
+            assert!(!debug.contains(TOKEN_TEXT), "shape {i}: {debug}");
+        }
+    }
+
+    #[test]
+    fn a_server_url_with_credentials_is_refused_without_repeating_them() {
+        let err = parse_server("https://admin:hunter2@k8s.example.com:6443").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("must not carry credentials"), "{message}");
+        assert!(
+            !message.contains("hunter2") && !message.contains("admin"),
+            "{message}"
         );
     }
 

@@ -538,7 +538,7 @@ impl ResourceVerifier for KubernetesConnector {
             .into_client()
             .map_err(|e| e.with_context("connector", self.name().to_owned()))?;
         let namespace = self.effective_namespace().await;
-        review::check_permissions(&client, &namespace, &cluster)
+        review::check_permissions(&client, &namespace, &cluster, self.server())
             .await
             .map_err(|e| {
                 self.core_error(e)

@@ -23,6 +23,15 @@ pub(crate) enum KubeConnectorError {
     #[error("the stored kubeconfig is not valid: {reason}")]
     InvalidStoredKubeconfig { reason: String },
 
+    /// A secret value that should hold a kubeconfig does not parse. `problem` says where
+    /// (line and column), never what is there: the text around an error is often the
+    /// token line.
+    #[error("`{field}` is not a valid kubeconfig: {problem}")]
+    InvalidKubeconfigValue {
+        field: &'static str,
+        problem: String,
+    },
+
     #[error("could not read the kubeconfig {}: {reason}", path.display())]
     ReadKubeconfig { path: PathBuf, reason: String },
 
@@ -70,8 +79,12 @@ pub(crate) enum KubeConnectorError {
     )]
     ReviewForbidden { cluster: String, message: String },
 
-    #[error("could not reach the API server of cluster `{cluster}`: {reason}")]
-    Unreachable { cluster: String, reason: String },
+    #[error("could not reach the API server of cluster `{cluster}` at {server}: {reason}")]
+    Unreachable {
+        cluster: String,
+        server: String,
+        reason: String,
+    },
 
     #[error(
         "the identity may not {missing} in namespace `{namespace}` of cluster `{cluster}`; grant it with a Role and RoleBinding, e.g. `kubectl create role stepstack --verb=create,get --resource=jobs.batch,pods/log -n {namespace}`"
@@ -106,6 +119,7 @@ impl KubeConnectorError {
             | NotPem { .. }
             | InvalidServer { .. }
             | InvalidStoredKubeconfig { .. }
+            | InvalidKubeconfigValue { .. }
             | ReadKubeconfig { .. }
             | UnknownContext { .. }
             | NoCurrentContext { .. }

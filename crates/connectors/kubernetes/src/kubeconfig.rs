@@ -26,7 +26,7 @@ pub(crate) fn read_merged(paths: &[PathBuf]) -> KResult<Option<Kubeconfig>> {
     for path in paths.iter().filter(|p| p.is_file()) {
         let next = Kubeconfig::read_from(path).map_err(|e| KubeConnectorError::ReadKubeconfig {
             path: path.clone(),
-            reason: e.to_string(),
+            reason: crate::config::kubeconfig_problem(&e),
         })?;
         merged = Some(match merged {
             None => next,
@@ -34,7 +34,7 @@ pub(crate) fn read_merged(paths: &[PathBuf]) -> KResult<Option<Kubeconfig>> {
                 .merge(next)
                 .map_err(|e| KubeConnectorError::ReadKubeconfig {
                     path: path.clone(),
-                    reason: e.to_string(),
+                    reason: crate::config::kubeconfig_problem(&e),
                 })?,
         });
     }

@@ -55,6 +55,7 @@ pub(crate) async fn check_permissions(
     client: &kube::Client,
     namespace: &str,
     cluster: &str,
+    server: &str,
 ) -> KResult<()> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let [jobs, logs] = REQUIRED;
@@ -63,8 +64,14 @@ pub(crate) async fn check_permissions(
         is_allowed(&api, namespace, logs)
     );
     let answers = [
-        (jobs, jobs_allowed.map_err(|e| request_error(e, cluster))?),
-        (logs, logs_allowed.map_err(|e| request_error(e, cluster))?),
+        (
+            jobs,
+            jobs_allowed.map_err(|e| request_error(e, cluster, server))?,
+        ),
+        (
+            logs,
+            logs_allowed.map_err(|e| request_error(e, cluster, server))?,
+        ),
     ];
     let missing: Vec<String> = answers
         .iter()
@@ -115,7 +122,7 @@ async fn is_allowed(
 }
 
 /// The connector error for a failed API request.
-pub(crate) fn request_error(error: kube::Error, cluster: &str) -> KubeConnectorError {
+pub(crate) fn request_error(error: kube::Error, cluster: &str, server: &str) -> KubeConnectorError {
     match error {
         kube::Error::Api(status) if status.code == 401 => KubeConnectorError::Unauthorized {
             cluster: cluster.to_owned(),
@@ -126,6 +133,7 @@ pub(crate) fn request_error(error: kube::Error, cluster: &str) -> KubeConnectorE
         },
         other => KubeConnectorError::Unreachable {
             cluster: cluster.to_owned(),
+            server: server.to_owned(),
             reason: stepstack_core::error_chain(&other),
         },
     }
