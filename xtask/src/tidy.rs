@@ -6,6 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use xshell::Shell;
 
+mod layers;
+
+/// Crates whose top-level modules must form layers (no import cycles). Every crate
+/// should; the list grows as each is untangled.
+const LAYERED_CRATES: &[&str] = &["crates/k8s-operator"];
+
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     let root = sh.current_dir();
     let mut problems = Vec::new();
@@ -14,6 +20,24 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     }
     for file in rust_files(&root)? {
         check_rust_file(&root, &file, &mut problems)?;
+    }
+    let report_only = std::env::var_os("TIDY_ALL_LAYERS").is_some();
+    for manifest in crate_manifests(&root)? {
+        let dir = manifest.parent().unwrap_or(&root);
+        let rel = dir.strip_prefix(&root).unwrap_or(dir).display().to_string();
+        if !report_only && !LAYERED_CRATES.contains(&rel.as_str()) {
+            continue;
+        }
+        let src = dir.join("src");
+        let files = rust_files(&src)?
+            .into_iter()
+            .map(|f| std::fs::read_to_string(&f).map(|text| (f, text)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for cycle in layers::module_cycles(&src, &files) {
+            problems.push(format!(
+                "{rel}: modules import each other in a circle ({cycle}); move what they share into a lower module"
+            ));
+        }
     }
     if problems.is_empty() {
         return Ok(());
@@ -114,7 +138,10 @@ fn check_rust_file(root: &Path, file: &Path, problems: &mut Vec<String>) -> anyh
 /// Whether a file opens with its module documentation: `//!` lines, or, for a crate
 /// root, `#![doc = include_str!("../README.md")]` (the README is the crate doc).
 fn opens_with_module_doc(text: &str) -> bool {
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     first.starts_with("//!") || first.starts_with("#![doc")
 }
 
