@@ -347,26 +347,38 @@ impl AwsConnector {
         })?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_owned();
+        // An unreadable CA does not stop the token (`service-connector token` needs only
+        // that); it stops clients, which say why when one is built.
+        let mut unreadable_ca = None;
         if let Some(data) = cluster.certificate_authority().and_then(|c| c.data()) {
-            config.root_cert = Some(ca_certificates(name, data)?);
+            match ca_certificates(name, self.region(), data) {
+                Ok(ders) => config.root_cert = Some(ders),
+                Err(e) => unreadable_ca = Some(e),
+            }
         }
         let source = EksTokenSource {
             provider: self.provider.clone(),
             cluster_name: name.to_owned(),
         };
         tracing::debug!(connector = %self.name(), cluster = %name, region = %self.region(), server = %endpoint, "connected to an EKS cluster");
-        Ok(ClusterConnection::new(config)
+        let mut connection = ClusterConnection::new(config)
             .with_token_source(Arc::new(source))
-            .with_expires_at(self.scope.config().expires_at))
+            .with_expires_at(self.scope.config().expires_at);
+        if let Some(e) = unreadable_ca {
+            tracing::debug!(connector = %self.name(), cluster = %name, error = %e, "the connection issues tokens but builds no client");
+            connection = connection
+                .with_client_refusal(&self.fail(e).with_context("cluster", name.to_owned()));
+        }
+        Ok(connection)
     }
 }
 
 /// The DER certificates of an EKS `certificateAuthority.data` (base64 of PEM).
-fn ca_certificates(cluster: &str, data: &str) -> AwsResult<Vec<Vec<u8>>> {
-    let bad = |why: &str| {
-        AwsError::UnexpectedAnswer(format!(
-            "the certificate authority of EKS cluster `{cluster}` is unreadable ({why})"
-        ))
+fn ca_certificates(cluster: &str, region: &str, data: &str) -> AwsResult<Vec<Vec<u8>>> {
+    let bad = |why: &'static str| AwsError::UnreadableCa {
+        cluster: cluster.to_owned(),
+        region: region.to_owned(),
+        why,
     };
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
@@ -584,8 +596,10 @@ impl AwsConnector {
             .certificate_authority()
             .and_then(|c| c.data())
             .map(str::to_owned);
+        // kubectl verifies the API server with this CA: without a readable one the
+        // context would not work, so nothing is written.
         if let Some(data) = &ca {
-            ca_certificates(name, data)?;
+            ca_certificates(name, self.region(), data)?;
         }
         let now = SystemTime::now();
         let token = crate::token::build(&credentials, self.region(), name, now)?;
@@ -616,10 +630,18 @@ mod tests {
     fn ca_data_is_decoded_to_der() {
         let pem = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
         let data = base64::engine::general_purpose::STANDARD.encode(pem);
-        assert_eq!(ca_certificates("c", &data).unwrap(), vec![vec![0u8, 1, 2]]);
-        assert!(ca_certificates("c", "!!").is_err());
-        assert!(
-            ca_certificates("c", &base64::engine::general_purpose::STANDARD.encode("x")).is_err()
+        assert_eq!(
+            ca_certificates("c", "r", &data).unwrap(),
+            vec![vec![0u8, 1, 2]]
         );
+        assert!(ca_certificates("c", "r", "!!").is_err());
+        let err = ca_certificates(
+            "c",
+            "r",
+            &base64::engine::general_purpose::STANDARD.encode("x"),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.to_string().contains("(no certificate)"), "{err}");
     }
 }

@@ -37,9 +37,22 @@ pub(crate) enum AwsError {
     /// The local kubeconfig could not be read or written.
     #[error("{0}")]
     Kubeconfig(String),
-    /// AWS answered something the connector cannot use (an unreadable CA or endpoint).
+    /// AWS answered something the connector cannot use (an unreadable endpoint).
     #[error("{0}")]
     UnexpectedAnswer(String),
+    /// The cluster's `certificateAuthority.data` is unreadable: tokens still work, but
+    /// nothing can verify the API server's certificate.
+    #[error(
+        "the certificate authority of EKS cluster `{cluster}` in region {region} is unreadable ({why}), so the API server's certificate cannot be verified; check it with `aws eks describe-cluster --name {cluster} --region {region}`"
+    )]
+    UnreadableCa {
+        /// The cluster's name.
+        cluster: String,
+        /// The connector's region.
+        region: String,
+        /// What is wrong with the data (never the data).
+        why: &'static str,
+    },
 }
 
 impl AwsError {
@@ -52,6 +65,8 @@ impl AwsError {
             AwsError::Signing(_) => ErrorKind::Internal,
             AwsError::ClusterNotReady(_) => ErrorKind::Unavailable,
             AwsError::UnexpectedAnswer(_) => ErrorKind::Internal,
+            // The cluster's answer, not stepstack, is at fault: like an unreachable one.
+            AwsError::UnreadableCa { .. } => ErrorKind::Unavailable,
             AwsError::Kubeconfig(_) => ErrorKind::InvalidSettings,
         }
     }

@@ -626,3 +626,64 @@ async fn login_writes_a_working_kubeconfig_context_and_keeps_the_others() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
 }
+
+#[tokio::test]
+async fn an_unreadable_cluster_ca_still_gives_tokens_and_is_named_where_it_is_needed() {
+    use stepstack_connector_aws::AwsEnvironment;
+    use stepstack_core::secrecy::ExposeSecret;
+    use stepstack_testkit::cloud::aws::FakeEksCluster;
+    let env = env().await;
+    // Base64 of text that is not PEM: DescribeCluster's `certificateAuthority.data`.
+    env.fake.add_cluster(FakeEksCluster::new(
+        "broken",
+        env.cluster.url(),
+        "not a certificate",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    let connector = flavor()
+        .with_environment(AwsEnvironment::from_vars([(
+            "KUBECONFIG",
+            kubeconfig.to_str().unwrap(),
+        )]))
+        .build(config(&env, "secret-key"))
+        .unwrap();
+    let connection = connector
+        .connect(KUBERNETES_CLUSTER, Some("broken"))
+        .await
+        .expect("a connection: its token needs no CA");
+    let token = connection
+        .token_source
+        .as_ref()
+        .expect("a token source")
+        .token()
+        .await
+        .expect("a token");
+    assert!(token.value.expose_secret().starts_with("k8s-aws-v1."));
+    let refusal = connection.client_refusal().expect("no client").to_owned();
+    assert!(
+        refusal.contains("certificate authority of EKS cluster `broken` in region eu-west-1 is unreadable (no certificate)"),
+        "{refusal}"
+    );
+    // A client needs the CA: building one says what is wrong with it.
+    let Err(err) = connection.into_client() else {
+        panic!("a client was built without a readable CA");
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().contains("is unreadable (no certificate)"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("not a certificate"), "{err}");
+    // So does login, whose kubeconfig needs it, and it writes nothing.
+    let err = connector
+        .configure_local_client(KUBERNETES_CLUSTER, Some("broken"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().contains("is unreadable (no certificate)"),
+        "{err}"
+    );
+    assert!(!kubeconfig.exists());
+}
