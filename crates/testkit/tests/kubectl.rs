@@ -401,3 +401,82 @@ async fn kubectl_drain_cordons_and_evicts() {
     let nodes = k.ok(&["get", "nodes"]).await;
     assert!(!nodes.contains("SchedulingDisabled"), "{nodes}");
 }
+
+/// The eviction subresource marks the pod before deleting it, as the real API server's
+/// does: a `DisruptionTarget` condition with reason `EvictionByEvictionAPI`, so whoever
+/// watches the pod (the Job controller, stepstack's operator) sees an eviction, not a
+/// plain deletion. The pod ignores SIGTERM and has a long grace period, so it stays
+/// terminating long enough to be read back.
+#[tokio::test]
+async fn kubectl_eviction_marks_the_pod_as_a_disruption_target() {
+    let Some((_cluster, k, dir)) = setup().await else {
+        return;
+    };
+    let pod = write(
+        dir.path(),
+        "stubborn.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stubborn\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 3600\n  containers:\n  - name: main\n    image: busybox:1.36\n    command: [\"sh\", \"-c\", \"trap '' TERM; sleep 3600\"]\n",
+    );
+    k.ok(&["apply", "-f", &pod]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/stubborn",
+        "--timeout=60s",
+    ])
+    .await;
+    let uid = k
+        .ok(&["get", "pod", "stubborn", "-o", "jsonpath={.metadata.uid}"])
+        .await;
+    let eviction = |preconditions: &str| {
+        format!(
+            r#"{{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {{"name": "stubborn", "namespace": "default"}}, "deleteOptions": {{{preconditions}}}}}"#
+        )
+    };
+    let url = "/api/v1/namespaces/default/pods/stubborn/eviction";
+    let condition = "jsonpath={.status.conditions[?(@.type==\"DisruptionTarget\")]}";
+
+    // A dry run and an eviction whose precondition does not hold leave the pod alone.
+    let plain = write(dir.path(), "evict.json", &eviction(""));
+    k.ok(&[
+        "create",
+        "--raw",
+        &format!("{url}?dryRun=All"),
+        "-f",
+        &plain,
+    ])
+    .await;
+    let stale = write(
+        dir.path(),
+        "evict-stale.json",
+        &eviction(r#""preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}"#),
+    );
+    let err = k.fails(&["create", "--raw", url, "-f", &stale]).await;
+    assert!(
+        err.contains("Conflict") || err.contains("conflict"),
+        "{err}"
+    );
+    assert_eq!(k.ok(&["get", "pod", "stubborn", "-o", condition]).await, "");
+
+    let matching = write(
+        dir.path(),
+        "evict-uid.json",
+        &eviction(&format!(r#""preconditions": {{"uid": "{uid}"}}"#)),
+    );
+    k.ok(&["create", "--raw", url, "-f", &matching]).await;
+    let pod: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "pod", "stubborn", "-o", "json"]).await).unwrap();
+    assert!(
+        pod["metadata"]["deletionTimestamp"].is_string(),
+        "the pod is being deleted: {pod}"
+    );
+    let conditions = pod["status"]["conditions"].as_array().unwrap();
+    let target = conditions
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .unwrap_or_else(|| panic!("a DisruptionTarget condition: {conditions:?}"));
+    assert_eq!(target["status"], "True");
+    assert_eq!(target["reason"], "EvictionByEvictionAPI");
+    assert_eq!(target["message"], "Eviction API: evicting");
+    assert!(target["lastTransitionTime"].is_string(), "{target}");
+}

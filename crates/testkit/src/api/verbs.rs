@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::patch::{self, PatchType};
 use super::{Req, schema, table};
 use crate::error::ApiError;
+use crate::runtime::kubelet::disrupt::add_condition;
 use crate::server::respond::{self, Body};
 use crate::server::{Ctx, decode_body, watch};
 use crate::store::{DeleteOptions, ListFilter, Propagation, ResourceKind, Store};
@@ -573,9 +574,19 @@ async fn logs(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
     Ok(r)
 }
 
-/// `POST pods/{name}/eviction` (policy/v1 Eviction): a graceful delete of the pod (there
-/// are no PodDisruptionBudgets to honour). A protobuf body is accepted with default
-/// delete options.
+/// The condition the eviction subresource puts on a pod before deleting it (the API
+/// server's `addConditionAndDeletePod`).
+const EVICTION_REASON: &str = "EvictionByEvictionAPI";
+const EVICTION_MESSAGE: &str = "Eviction API: evicting";
+
+/// `POST pods/{name}/eviction` (policy/v1 Eviction), as the real API server does it
+/// (there are no PodDisruptionBudgets to honour): the pod is first marked with a
+/// `DisruptionTarget` condition (reason `EvictionByEvictionAPI`), then deleted
+/// gracefully. Without the mark a watcher could not tell an eviction (`kubectl drain`)
+/// from someone deleting the pod, and stepstack's operator would end the step as
+/// cancelled instead of retrying it on its infrastructure budget. The delete options'
+/// preconditions are checked against the pod before it is marked. A protobuf body is
+/// accepted with default delete options.
 fn evict(store: &Store, req: &Req) -> Result<Response<Body>, ApiError> {
     let is_json = req
         .headers
@@ -583,26 +594,92 @@ fn evict(store: &Store, req: &Req) -> Result<Response<Body>, ApiError> {
         .and_then(|v| v.to_str().ok())
         .is_none_or(|c| c.contains("json"));
     let mut opts = DeleteOptions::default();
+    let mut dry_run = req.dry_run()?;
     if is_json && !req.body.is_empty() {
         let body: Value = serde_json::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding Eviction: {e}")))?;
-        opts.grace_period_seconds = body
-            .pointer("/deleteOptions/gracePeriodSeconds")
-            .and_then(Value::as_i64);
-        if let Some(p) = body
-            .pointer("/deleteOptions/propagationPolicy")
-            .and_then(Value::as_str)
-        {
+        let delete = body.get("deleteOptions").unwrap_or(&Value::Null);
+        opts.grace_period_seconds = delete.get("gracePeriodSeconds").and_then(Value::as_i64);
+        if let Some(p) = delete.get("propagationPolicy").and_then(Value::as_str) {
             opts.propagation = Propagation::parse(p)?;
         }
+        let precondition = |field: &str| {
+            delete
+                .pointer(&format!("/preconditions/{field}"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        opts.precondition_uid = precondition("uid");
+        opts.precondition_resource_version = precondition("resourceVersion");
+        dry_run |= delete
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
     }
-    if req.dry_run()? {
-        store.get(ResourceKind::Pod, req.ns(), name(req))?;
+    let pod = name(req);
+    if dry_run {
+        store.get(ResourceKind::Pod, req.ns(), pod)?;
     } else {
-        store.delete(ResourceKind::Pod, req.ns(), name(req), opts)?;
+        let now = crate::store::now_rfc3339();
+        let marked = store.modify(ResourceKind::Pod, req.ns(), pod, |p| {
+            eviction_preconditions(p, pod, &opts)?;
+            add_condition(
+                p,
+                "DisruptionTarget",
+                EVICTION_REASON,
+                EVICTION_MESSAGE,
+                &now,
+            );
+            Ok(())
+        })?;
+        if opts.precondition_resource_version.is_some() {
+            // The mark is this request's own write: the delete must not conflict with it.
+            opts.precondition_resource_version = marked
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        store.delete(ResourceKind::Pod, req.ns(), pod, opts)?;
     }
     Ok(respond::json(
         201,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
+}
+
+/// The eviction's `deleteOptions.preconditions` against the pod it would mark, with the
+/// API server's wording.
+fn eviction_preconditions(pod: &Value, name: &str, opts: &DeleteOptions) -> Result<(), ApiError> {
+    let meta = |field: &str| {
+        pod.pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if let Some(uid) = &opts.precondition_uid
+        && *uid != meta("uid")
+    {
+        return Err(ApiError::conflict_msg(
+            "pods",
+            name,
+            format!(
+                "Operation cannot be fulfilled on Pod \"{name}\": the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                meta("uid")
+            ),
+        ));
+    }
+    if let Some(rv) = &opts.precondition_resource_version
+        && *rv != meta("resourceVersion")
+    {
+        return Err(ApiError::conflict_msg(
+            "pods",
+            name,
+            format!(
+                "Operation cannot be fulfilled on Pod \"{name}\": the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                meta("resourceVersion")
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -4,8 +4,9 @@
 //!
 //! Differences from the real controller, kept on purpose: failed pods are replaced at
 //! once (no exponential pod-failure backoff); pods get no `batch.kubernetes.io/job-tracking`
-//! finalizer (the controller remembers which pods it counted, and a pod that vanishes
-//! before finishing counts as failed); `suspend`, `podFailurePolicy`,
+//! finalizer (the controller remembers which pods it counted; a pod that is deleted or
+//! vanishes before finishing counts as failed at once, as the real controller counts it
+//! without a podFailurePolicy); `suspend`, `podFailurePolicy`,
 //! `successPolicy` and `backoffLimitPerIndex` are ignored.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -418,14 +419,23 @@ impl JobController {
                         }
                     }
                     _ => {
+                        if p.pointer("/metadata/deletionTimestamp").is_some() {
+                            // A pod deleted before it finished (an eviction, a drain, a
+                            // `kubectl delete`) has failed, as for the real controller
+                            // without a podFailurePolicy: it counts against backoffLimit
+                            // now, not once it is gone, so a Job with backoffLimit 0 fails
+                            // instead of quietly running a replacement.
+                            terminating += 1;
+                            t.active.remove(&puid);
+                            if t.counted.insert(puid) {
+                                failed += 1;
+                            }
+                            continue;
+                        }
                         if t.counted.contains(&puid) {
                             continue;
                         }
                         t.active.insert(puid);
-                        if p.pointer("/metadata/deletionTimestamp").is_some() {
-                            terminating += 1;
-                            continue;
-                        }
                         if condition_true(p, "Ready") {
                             ready += 1;
                         }

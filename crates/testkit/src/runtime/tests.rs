@@ -236,6 +236,104 @@ async fn failing_container_exhausts_backoff_limit() {
     );
 }
 
+/// A Job's pod that is deleted before it finishes (an eviction, a drain) counts as failed
+/// as soon as it is terminating, as for the real controller without a podFailurePolicy,
+/// and only once: not again when it finally goes away. The pod ignores SIGTERM and has a
+/// long grace period, so it stays terminating while the Job is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_job_pod_counts_as_failed_while_it_terminates() {
+    let (store, _rt) = start();
+    let mut j = job(
+        "deleted",
+        "trap '' TERM; sleep 3600",
+        json!({"backoffLimit": 1}),
+    );
+    j["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(3600);
+    store.create(ResourceKind::Job, Some("default"), j).unwrap();
+    let running = |store: &Store| -> Option<String> {
+        job_pods(store, "deleted")
+            .into_iter()
+            .find(|p| {
+                p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .and_then(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+    };
+    let deadline = tokio::time::Instant::now() + GUARD;
+    let first = loop {
+        if let Some(n) = running(&store) {
+            break n;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no running pod");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let graceful = DeleteOptions::default();
+    store
+        .delete(ResourceKind::Pod, Some("default"), &first, graceful)
+        .unwrap();
+    let j = wait_for(
+        &store,
+        ResourceKind::Job,
+        "default",
+        "deleted",
+        "one failure while the pod terminates",
+        |j| j["status"]["failed"] == 1 && j["status"]["terminating"] == 1,
+    )
+    .await;
+    assert!(!has_cond(&j, "Failed"), "{j:#}");
+    let p = store
+        .get(ResourceKind::Pod, Some("default"), &first)
+        .expect("the deleted pod is still terminating");
+    assert!(p["metadata"]["deletionTimestamp"].is_string());
+
+    // backoffLimit 1 leaves room for a replacement.
+    let deadline = tokio::time::Instant::now() + GUARD;
+    let second = loop {
+        if let Some(n) = running(&store).filter(|n| *n != first) {
+            break n;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no replacement pod");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let now = DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    store
+        .delete(ResourceKind::Pod, Some("default"), &first, now.clone())
+        .unwrap();
+    wait_gone(&store, ResourceKind::Pod, "default", &first).await;
+    let j = wait_for(
+        &store,
+        ResourceKind::Job,
+        "default",
+        "deleted",
+        "nothing terminating once the first pod is gone",
+        |j| j["status"]["terminating"] == 0,
+    )
+    .await;
+    assert_eq!(j["status"]["failed"], 1, "counted once: {j:#}");
+    assert!(!has_cond(&j, "Failed"), "{j:#}");
+
+    // The second deletion exceeds backoffLimit 1.
+    store
+        .delete(ResourceKind::Pod, Some("default"), &second, now)
+        .unwrap();
+    let j = wait_for(
+        &store,
+        ResourceKind::Job,
+        "default",
+        "deleted",
+        "Failed",
+        |j| has_cond(j, "Failed"),
+    )
+    .await;
+    assert_eq!(
+        cond(&j, "Failed").unwrap()["reason"],
+        "BackoffLimitExceeded"
+    );
+    assert_eq!(j["status"]["failed"], 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unschedulable_pods_wait_and_gpu_pods_land_on_gpu_nodes() {
     let store = Store::new();

@@ -242,7 +242,7 @@ impl Kubelet {
 }
 
 /// Adds (or replaces) a True condition on an object's status.
-fn add_condition(obj: &mut Value, type_: &str, reason: &str, message: &str, now: &str) {
+pub(crate) fn add_condition(obj: &mut Value, type_: &str, reason: &str, message: &str, now: &str) {
     set_condition_status(obj, type_, "True", reason, message, now);
 }
 

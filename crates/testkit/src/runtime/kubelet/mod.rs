@@ -39,7 +39,7 @@
 //!   Never`, any image that would pull counts as present.
 
 mod container;
-mod disrupt;
+pub(crate) mod disrupt;
 pub(crate) mod env;
 pub(crate) mod image;
 mod process;
