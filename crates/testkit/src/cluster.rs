@@ -13,7 +13,7 @@ use crate::kubeconfig::{self, UserCredentials};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::auth::{AuthState, Rule, TokenValidator, UserInfo};
 use crate::server::tls::{Pki, TlsError};
-use crate::server::{self, Ctx};
+use crate::server::{self, ConnectionOptions, ConnectionSlots, Ctx};
 use crate::store::{Store, StoreOptions};
 
 /// Errors starting or using a cluster.
@@ -43,6 +43,8 @@ pub struct ClusterOptions {
     pub bookmark_interval: Duration,
     /// Accepts bearer tokens the cluster did not issue (cloud tokens).
     pub token_validator: Option<TokenValidator>,
+    /// Handshake and header timeouts and the connection limit of the API server.
+    pub connections: ConnectionOptions,
 }
 
 impl Default for ClusterOptions {
@@ -53,6 +55,7 @@ impl Default for ClusterOptions {
             store: StoreOptions::default(),
             bookmark_interval: Duration::from_secs(5),
             token_validator: None,
+            connections: ConnectionOptions::default(),
         }
     }
 }
@@ -64,6 +67,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("runtime", &self.runtime)
             .field("bookmark_interval", &self.bookmark_interval)
             .field("token_validator", &self.token_validator.is_some())
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -141,6 +145,7 @@ pub struct Cluster {
     accounting: Accounting,
     admin: UserCredentials,
     shutdown: CancellationToken,
+    connections: ConnectionSlots,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -200,7 +205,14 @@ impl Cluster {
             bookmark_interval: options.bookmark_interval,
             shutdown: shutdown.clone(),
         });
-        let server = tokio::spawn(server::serve(listener, tls, ctx));
+        let connections = ConnectionSlots::new(&options.connections);
+        let server = tokio::spawn(server::serve(
+            listener,
+            tls,
+            ctx,
+            options.connections.clone(),
+            connections.clone(),
+        ));
         tracing::info!(%url, "testkit cluster started");
         Ok(Cluster {
             url,
@@ -212,6 +224,7 @@ impl Cluster {
             accounting,
             admin,
             shutdown,
+            connections,
             server: Some(server),
         })
     }
@@ -219,6 +232,13 @@ impl Cluster {
     /// The API server URL (`https://127.0.0.1:PORT`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How many connections the API server holds open now: accepted and handshaking,
+    /// or served. At most [`ConnectionOptions::max_connections`]; connections beyond
+    /// it wait to be accepted and are not counted.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
 
     /// The CA certificate (PEM) that signed the server and client certificates.

@@ -20,6 +20,7 @@ pub use error::{ApiError, ErrorDetails, StatusCause};
 pub use faults::{FaultAction, FaultMatch, FaultRule, Faults};
 pub use kubeconfig::UserCredentials;
 pub use runtime::{LogQuery, NodeConfig, Runtime, RuntimeOptions};
+pub use server::ConnectionOptions;
 pub use server::auth::{Rule, TokenValidator, UserInfo};
 pub use server::tls::TlsError;
 pub use store::{ResourceKind, Store};

@@ -9,15 +9,17 @@ pub(crate) mod watch;
 use base64::Engine as _;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Accounting;
@@ -56,10 +58,112 @@ impl std::error::Error for ResetConnection {}
 
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// Accepts TLS connections until shutdown.
-pub(crate) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ctx: Arc<Ctx>) {
+/// How the API server treats connections, so idle or slow clients cannot starve it:
+/// how long a client may take over the TLS handshake and over a request's headers, and
+/// how many connections are served at once.
+///
+/// At the limit the server stops accepting: new connections wait in the kernel's listen
+/// backlog (they are queued, not refused) and are accepted, in order, as soon as a
+/// served connection ends, for example an idle one closed by a timeout. A real client
+/// that arrives while idle sockets fill every slot is therefore served late, not
+/// turned away, and the server never runs out of file descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    /// How long a client may take from connecting to finishing the TLS handshake; a
+    /// socket that has not finished by then is closed. Default 10 s.
+    pub tls_handshake_timeout: Duration,
+    /// How long a client may take to send a request's headers, counted from the end of
+    /// the handshake and, on a kept-alive connection, from the end of the previous
+    /// response (hyper's `header_read_timeout`, so it also closes connections left idle
+    /// that long between requests; clients reconnect). Default 32 s, kube-apiserver's
+    /// `ReadHeaderTimeout`.
+    pub header_read_timeout: Duration,
+    /// How many connections are open at once (at least 1); more wait to be accepted.
+    /// Default 512: well above what kubectl, the operator (at most 32 requests in
+    /// flight plus its watches) or the benchmarks open, and half of the common soft
+    /// limit of 1024 descriptors, leaving the rest to the process kubelet's pipes and
+    /// log files.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        Self {
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(32),
+            max_connections: 512,
+        }
+    }
+}
+
+/// The connection slots of a server: at most `max_connections` connections are open
+/// at once, and how many are open can be read.
+#[derive(Clone)]
+pub(crate) struct ConnectionSlots {
+    slots: Arc<Semaphore>,
+    open: Arc<AtomicUsize>,
+}
+
+/// One open connection: holds its slot and counts as open until dropped.
+struct OpenConnection {
+    _slot: OwnedSemaphorePermit,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ConnectionSlots {
+    /// Slots for `options.max_connections` connections (at least 1).
+    pub(crate) fn new(options: &ConnectionOptions) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many connections are open now (accepted, handshaking or served).
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    fn opened(&self, slot: OwnedSemaphorePermit) -> OpenConnection {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        OpenConnection {
+            _slot: slot,
+            open: self.open.clone(),
+        }
+    }
+}
+
+/// Accepts TLS connections until shutdown, at most `options.max_connections` at once.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    ctx: Arc<Ctx>,
+    options: ConnectionOptions,
+    slots: ConnectionSlots,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut at_limit = false;
     loop {
+        if slots.slots.available_permits() == 0 && !at_limit {
+            tracing::warn!(
+                max_connections = options.max_connections,
+                "connection limit reached; new connections wait to be accepted"
+            );
+        }
+        at_limit = slots.slots.available_permits() == 0;
+        // Take a slot before accepting, so that at the limit connections stay in the
+        // listen backlog instead of costing a descriptor each.
+        let slot = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            s = slots.slots.clone().acquire_owned() => s,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             r = listener.accept() => r,
@@ -72,17 +176,27 @@ pub(crate) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
                 continue;
             }
         };
+        let connection = slots.opened(slot);
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
+        let options = options.clone();
         tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
+            let _connection = connection;
+            let stream =
+                match tokio::time::timeout(options.tls_handshake_timeout, acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out; closing the connection");
+                        return;
+                    }
+                };
             let cert: Option<Arc<[u8]>> = stream
                 .get_ref()
                 .1
@@ -96,6 +210,8 @@ pub(crate) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
                 async move { handle(ctx, cert.as_deref(), req).await }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(options.header_read_timeout)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
