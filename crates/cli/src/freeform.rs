@@ -19,7 +19,7 @@ const FREE_FORM_COMMANDS: &[&[&str]] = &[
 ];
 
 /// The largest file `@path` may read.
-const MAX_FILE_BYTES: u64 = 1024 * 1024;
+const MAX_FILE_BYTES: usize = 1024 * 1024;
 
 /// Free-form values, in key order.
 pub(crate) type FreeForm = BTreeMap<String, String>;
@@ -119,15 +119,16 @@ fn read_value(key: &str, value: &str) -> CliResult<String> {
     let Some(path) = value.strip_prefix('@') else {
         return Ok(value.to_owned());
     };
-    let metadata = std::fs::metadata(path)
+    // A regular file within the input limits: a FIFO is refused rather than read forever.
+    let limits = stepstack_input::Limits::DEFAULT.with_max_bytes(MAX_FILE_BYTES);
+    let text = stepstack_input::read_file(std::path::Path::new(path), &limits)
         .map_err(|e| CliError::usage(format!("could not read `{path}` given for --{key}: {e}")))?;
-    if metadata.len() > MAX_FILE_BYTES {
+    if let Some(offset) = text.find('\0') {
+        let at = stepstack_input::Location::of_offset(&text, offset);
         return Err(CliError::usage(format!(
-            "`{path}` given for --{key} is larger than {MAX_FILE_BYTES} bytes"
+            "`{path}` given for --{key} contains a NUL character at {at}"
         )));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(format!("could not read `{path}` given for --{key}: {e}")))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
@@ -155,11 +156,19 @@ pub(crate) fn typed_values(
         let value = if declared.iter().all(|t| t == "string") && !declared.is_empty() {
             serde_json::Value::String(raw.clone())
         } else {
-            match serde_norway::from_str::<serde_json::Value>(raw) {
+            let parsed = stepstack_input::parse(
+                raw,
+                stepstack_input::Format::Yaml,
+                &stepstack_input::Limits::DEFAULT,
+            );
+            match parsed {
                 Ok(serde_json::Value::Null) if !raw.trim().is_empty() && raw.trim() != "null" => {
                     serde_json::Value::String(raw.clone())
                 }
                 Ok(value) => value,
+                Err(e) if e.limit().is_some() => {
+                    return Err(CliError::usage(format!("--{key}: the value {e}")));
+                }
                 Err(e) => {
                     return Err(CliError::usage(format!(
                         "--{key}: the value is not valid YAML or JSON: {e}"

@@ -27,9 +27,8 @@ fn settings_to_manifest(c: &mut Criterion) {
         b.iter(|| {
             let LoadedDocument::Settings(value) = load_str(
                 black_box(SEED_YAML),
-                config::FileFormat::Yaml,
+                stepstack_settings::Format::Yaml,
                 "seed",
-                Vec::new(),
             )
             .expect("the seed loads") else {
                 unreachable!("the seed is a settings document")

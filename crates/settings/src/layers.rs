@@ -1,5 +1,5 @@
 //! Layered settings: flavor defaults → component configuration → pipeline settings →
-//! step settings → command-line overrides.
+//! step settings → `STEPSTACK_…` environment overrides → command-line overrides.
 //!
 //! Maps merge key by key (at any depth); scalars and lists replace. Every effective
 //! value remembers which layer set it, and every error is reported at the path of the
@@ -27,6 +27,8 @@ pub enum Layer {
     Pipeline,
     /// Step-level settings.
     Step,
+    /// A `STEPSTACK_…` environment variable (one layer per variable, so an error names it).
+    Environment,
     /// `--set key=value` on the command line.
     CommandLine,
 }
@@ -38,6 +40,7 @@ impl fmt::Display for Layer {
             Layer::Component => "component",
             Layer::Pipeline => "pipeline",
             Layer::Step => "step",
+            Layer::Environment => "environment",
             Layer::CommandLine => "command line",
         })
     }
@@ -82,24 +85,63 @@ pub struct OverrideError {
 /// Parses one `--set` override (`pod_settings.node_selectors.pool=gpu`) into a nested
 /// settings fragment. The value is parsed as YAML, so `8` is a number, `true` a boolean
 /// and `[a, b]` a list. Keys containing dots are quoted:
-/// `pod_settings.labels."example.com/team"=ml`.
+/// `pod_settings.labels."example.com/team"=ml`. The path and the value together are held
+/// to the input limits of every other loader ([`stepstack_input::Limits::DEFAULT`]).
 pub fn parse_override(input: &str) -> Result<Value, OverrideError> {
     let err = |reason: &str| OverrideError {
-        input: input.to_string(),
+        input: shorten(input),
         reason: reason.to_string(),
     };
+    let limits = stepstack_input::Limits::DEFAULT;
+    if input.len() > limits.max_bytes {
+        return Err(err(&format!(
+            "the override {}",
+            stepstack_input::Limit::Size {
+                max: limits.max_bytes
+            }
+        )));
+    }
     let (keys, raw) = split_override(input).ok_or_else(|| err("missing `=`"))?;
     if keys.is_empty() || keys.iter().any(String::is_empty) {
         return Err(err("empty key"));
     }
+    if keys.len() > limits.max_depth {
+        return Err(err(&format!(
+            "the path has {} segments and {}",
+            keys.len(),
+            stepstack_input::Limit::Depth {
+                max: limits.max_depth
+            }
+        )));
+    }
     let value: Value = if raw.trim().is_empty() {
         Value::String(raw.to_string())
     } else {
-        serde_norway::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+        // The value may nest only as deep as the path leaves room for.
+        let room = limits.max_depth - keys.len();
+        let mut value_limits = limits;
+        value_limits.max_depth = room;
+        match stepstack_input::parse(raw, stepstack_input::Format::Yaml, &value_limits) {
+            Ok(value) => value,
+            Err(e) if e.limit().is_some() => {
+                return Err(err(&format!("the path and value together: {e}")));
+            }
+            // Not YAML: the text itself (`--set job_name_prefix=a: b`).
+            Err(_) => Value::String(raw.to_string()),
+        }
     };
     Ok(keys.into_iter().rev().fold(value, |inner, key| {
         Value::Object(Map::from_iter([(key, inner)]))
     }))
+}
+
+/// An override as shown in an error: a very long one is cut (it is the user's own text).
+fn shorten(input: &str) -> String {
+    const SHOWN: usize = 200;
+    match input.char_indices().nth(SHOWN) {
+        Some((i, _)) => format!("{}…", &input[..i]),
+        None => input.to_string(),
+    }
 }
 
 fn split_override(input: &str) -> Option<(Vec<String>, &str)> {
@@ -226,8 +268,20 @@ impl SettingsLayers {
         Ok(self.with_layer(Layer::CommandLine, "--set ", value))
     }
 
+    /// Adds one [`Layer::Environment`] layer per `STEPSTACK_…` variable of `env` that
+    /// names a settings field (see [`crate::load`]); errors in a variable's value are
+    /// reported at `environment STEPSTACK_…: path`, not blamed on a settings file.
+    pub fn with_environment(self, env: impl IntoIterator<Item = (String, String)>) -> Self {
+        crate::load::env_layers(env)
+            .into_iter()
+            .fold(self, |layers, (name, value)| {
+                layers.with_layer(Layer::Environment, format!("environment {name}: "), value)
+            })
+    }
+
     /// Merges the layers, validates the result strictly and reports every problem at
-    /// the path of the layer that introduced it.
+    /// the path of the layer that introduced it. Warnings (deprecated fields, a float
+    /// `api_request_timeout`) are logged here, once each, at the path the user wrote.
     pub fn resolve(&self) -> Result<EffectiveSettings, ValidationReport> {
         let defaults_source = LayerSource {
             layer: Layer::FlavorDefaults,
@@ -240,6 +294,13 @@ impl SettingsLayers {
 
         let mut report = ValidationReport::default();
         for doc in &self.layers {
+            for warning in crate::validate::warnings(&doc.value, "") {
+                tracing::warn!(
+                    path = %doc.source.qualify(&warning.path),
+                    "{}",
+                    warning.message
+                );
+            }
             let mut value = doc.value.clone();
             let schema = if doc.component {
                 config_schema_ref()

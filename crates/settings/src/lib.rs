@@ -17,7 +17,10 @@ pub use error::{Issue, IssueKind, ValidationReport};
 pub use layers::{
     EffectiveSettings, Layer, LayerSource, OverrideError, SettingsLayers, parse_override,
 };
-pub use load::{LoadError, LoadedDocument, StepDocument, env_overrides, load_file, load_str};
+pub use load::{
+    Checked, LoadError, LoadedDocument, SettingsTarget, StepDocument, StepOperatorSettings,
+    env_layers, env_overrides, load_file, load_str,
+};
 pub use manifest::{
     MAIN_CONTAINER, MAIN_PORT, ManifestError, ManifestInput, SecretEnvRef, build_headless_service,
     build_job, job_labels,
@@ -38,7 +41,13 @@ pub use step_operator::{
     InfrastructureRetryBudget, KubernetesStepOperatorConfig, KubernetesStepOperatorSettings,
     LogOptions, OnInterrupt, StepRetryPolicy,
 };
+pub use stepstack_input::Format;
+/// Kubernetes naming rules (`Err` holds the reason in Kubernetes' words), for other
+/// crates that name Kubernetes objects or label values after user input.
+pub use validate::k8s_names::{check_dns1123_label, check_label_value};
+/// The one "did you mean …?" helper.
+pub use validate::suggest::did_you_mean;
 pub use validate::{
-    RESERVED_LABEL_KEYS, RESERVED_LABEL_PREFIX, is_reserved_label_key, parse_config,
-    parse_resource_settings, parse_settings,
+    MAX_INDEXED_POD_COUNT, RESERVED_LABEL_KEYS, RESERVED_LABEL_PREFIX, is_reserved_label_key,
+    parse_config, parse_resource_settings, parse_settings, settings_warnings,
 };

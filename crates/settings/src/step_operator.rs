@@ -127,16 +127,10 @@ impl Default for KubernetesStepOperatorSettings {
 
 fn deserialize_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let value: Option<f64> = Option::deserialize(d)?;
-    Ok(value.map(|v| {
-        if v.fract() != 0.0 {
-            tracing::warn!(
-                value = v,
-                "converted `api_request_timeout` from float to int; use whole seconds"
-            );
-        }
-        // Truncation is the documented ZenML behaviour; validation rejects < 1.
-        v.trunc().max(0.0) as u64
-    }))
+    // Truncation is the documented ZenML behaviour; validation rejects < 1, and the
+    // warning is given once per layer by `SettingsLayers::resolve` (not here: documents
+    // are deserialized several times on their way to a Job).
+    Ok(value.map(|v| v.trunc().max(0.0) as u64))
 }
 
 /// Retry policy for step failures (the step's own code failed).

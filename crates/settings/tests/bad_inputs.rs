@@ -221,7 +221,7 @@ fn pod_affinity_env_names_and_annotation_size() {
 fn snake_case_pod_spec_args_are_canonicalised() {
     let s = parse_settings(
         &json!({"pod_settings": {"additional_pod_spec_args": {
-            "priority_class_name": "high", "dns_policy": "None", "runtimeClassName": "nvidia", "hostname": null
+            "priority_class_name": "high", "dns_policy": "Default", "runtimeClassName": "nvidia", "hostname": null
         }}}),
         "",
     )
@@ -230,7 +230,7 @@ fn snake_case_pod_spec_args_are_canonicalised() {
     let keys: Vec<&str> = args.keys().map(String::as_str).collect();
     assert_eq!(keys, ["dnsPolicy", "priorityClassName", "runtimeClassName"]);
     let err = parse_settings(
-        &json!({"pod_settings": {"additional_pod_spec_args": {"dns_policy": "None", "dnsPolicy": "None"}}}),
+        &json!({"pod_settings": {"additional_pod_spec_args": {"dns_policy": "Default", "dnsPolicy": "Default"}}}),
         "",
     )
     .unwrap_err();

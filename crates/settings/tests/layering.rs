@@ -2,8 +2,8 @@
 
 mod common;
 
-use config::FileFormat;
 use serde_json::json;
+use stepstack_settings::Format as FileFormat;
 use stepstack_settings::{
     Layer, LoadedDocument, SettingsLayers, build_job, load_str, parse_config,
 };
@@ -20,12 +20,12 @@ fn component() -> serde_json::Value {
 
 #[test]
 fn trainer_gets_merged_settings_with_provenance() {
-    let doc = load_str(RUN_CONFIG, FileFormat::Yaml, "run.yaml", Vec::new()).unwrap();
+    let doc = load_str(RUN_CONFIG, FileFormat::Yaml, "run.yaml").unwrap();
     let config = parse_config(&component(), "component k8s:").unwrap();
     assert_eq!(config.kubernetes_namespace, "ml");
     let layers = SettingsLayers::new().with_component_config("component k8s: ", component());
     let effective = doc
-        .add_layers("trainer", "run.yaml", layers)
+        .add_layers("trainer", "kubernetes", "k8s", "run.yaml", layers)
         .with_override("pod_settings.node_selectors.zone=eu-west-1b")
         .unwrap()
         .resolve()
@@ -73,10 +73,16 @@ fn trainer_gets_merged_settings_with_provenance() {
 
 #[test]
 fn cross_layer_errors_point_at_the_step_that_caused_them() {
-    let doc = load_str(RUN_CONFIG, FileFormat::Yaml, "run.yaml", Vec::new()).unwrap();
+    let doc = load_str(RUN_CONFIG, FileFormat::Yaml, "run.yaml").unwrap();
     // The evaluator requests 16Gi against the pipeline's 8Gi limit.
     let err = doc
-        .add_layers("evaluator", "run.yaml", SettingsLayers::new())
+        .add_layers(
+            "evaluator",
+            "kubernetes",
+            "k8s",
+            "run.yaml",
+            SettingsLayers::new(),
+        )
         .resolve()
         .unwrap_err();
     assert_eq!(
@@ -93,13 +99,17 @@ fn a_plain_settings_file_is_the_step_layer() {
     let doc = load_str(
         "pod_settings:\n  node_selectors:\n    pool: gpu\n  tolerations:\n    - key: gpu\n      efect: NoSchedule\n",
         FileFormat::Yaml,
-        "settings.yaml",
-        Vec::new(),
-    )
+        "settings.yaml")
     .unwrap();
     assert!(matches!(doc, LoadedDocument::Settings(_)));
     let err = doc
-        .add_layers("trainer", "settings.yaml", SettingsLayers::new())
+        .add_layers(
+            "trainer",
+            "kubernetes",
+            "k8s",
+            "settings.yaml",
+            SettingsLayers::new(),
+        )
         .resolve()
         .unwrap_err();
     assert_eq!(

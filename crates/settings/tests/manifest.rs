@@ -50,7 +50,7 @@ fn container_security_context_is_camel_case_and_keeps_privileged() {
     let s = settings(json!({
         "privileged": true,
         "pod_settings": {"container_security_context": {
-            "runAsNonRoot": true, "allowPrivilegeEscalation": false,
+            "runAsNonRoot": true, "allowPrivilegeEscalation": true,
             "capabilities": {"drop": ["ALL"]}
         }}
     }));
@@ -58,7 +58,7 @@ fn container_security_context_is_camel_case_and_keeps_privileged() {
     assert_eq!(
         v["spec"]["template"]["spec"]["containers"][0]["securityContext"],
         json!({
-            "privileged": true, "runAsNonRoot": true, "allowPrivilegeEscalation": false,
+            "privileged": true, "runAsNonRoot": true, "allowPrivilegeEscalation": true,
             "capabilities": {"drop": ["ALL"]}
         })
     );

@@ -4,22 +4,18 @@
 mod common;
 
 use common::{SEED_YAML, assert_valid_against_openapi, launch, openapi_errors, seed_settings};
-use config::FileFormat;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
+use stepstack_settings::Format as FileFormat;
 use stepstack_settings::{
     LoadedDocument, build_headless_service, build_job, load_str, parse_settings,
 };
 
 fn seed_from_yaml() -> stepstack_settings::KubernetesStepOperatorSettings {
-    let LoadedDocument::Settings(value) = load_str(
-        SEED_YAML,
-        FileFormat::Yaml,
-        "seed-settings.yaml",
-        Vec::new(),
-    )
-    .unwrap() else {
+    let LoadedDocument::Settings(value) =
+        load_str(SEED_YAML, FileFormat::Yaml, "seed-settings.yaml").unwrap()
+    else {
         panic!("the seed file is a settings document");
     };
     parse_settings(&value, "").unwrap_or_else(|e| panic!("{e}"))

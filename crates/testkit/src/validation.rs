@@ -240,6 +240,23 @@ fn validate_pod_spec(spec: &Value, path: &str, e: &mut Errs, job: bool) {
                     e.required(&format!("{cp}.volumeMounts[{j}].mountPath"), "");
                 }
             }
+            // The API server refuses a privileged container that may not escalate.
+            let sc = c.get("securityContext");
+            if sc
+                .and_then(|s| s.get("privileged"))
+                .and_then(Value::as_bool)
+                == Some(true)
+                && sc
+                    .and_then(|s| s.get("allowPrivilegeEscalation"))
+                    .and_then(Value::as_bool)
+                    == Some(false)
+            {
+                e.invalid(
+                    &format!("{cp}.securityContext"),
+                    &Value::String("privileged".into()),
+                    "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+                );
+            }
             for (j, env) in c
                 .get("env")
                 .and_then(Value::as_array)
@@ -255,6 +272,34 @@ fn validate_pod_spec(spec: &Value, path: &str, e: &mut Errs, job: bool) {
                     e.required(&format!("{cp}.env[{j}].name"), "");
                 }
             }
+        }
+    }
+    if let Some(policy) = spec.get("dnsPolicy") {
+        match policy.as_str() {
+            Some("ClusterFirstWithHostNet" | "ClusterFirst" | "Default") => {}
+            Some("None") => {
+                let nameservers = spec
+                    .get("dnsConfig")
+                    .and_then(|c| c.get("nameservers"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|n| !n.is_empty());
+                if spec.get("dnsConfig").is_none_or(Value::is_null) {
+                    e.required(
+                        &format!("{path}.dnsConfig"),
+                        "must provide `dnsConfig` when `dnsPolicy` is None",
+                    );
+                } else if !nameservers {
+                    e.required(
+                        &format!("{path}.dnsConfig.nameservers"),
+                        "must provide at least one DNS nameserver when `dnsPolicy` is None",
+                    );
+                }
+            }
+            _ => e.not_supported(
+                &format!("{path}.dnsPolicy"),
+                policy,
+                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+            ),
         }
     }
     let rp = spec
@@ -295,6 +340,13 @@ fn non_negative(obj: &Value, field: &str, path: &str, e: &mut Errs) {
     }
 }
 
+/// An Indexed Job's parallelism limit (Kubernetes' `maxParallelismForIndexedJob`).
+const MAX_PARALLELISM_FOR_INDEXED_JOB: i64 = 100_000;
+/// Completions at or above which an Indexed Job's parallelism is held lower.
+const COMPLETIONS_SOFT_LIMIT: i64 = 100_000;
+/// The parallelism allowed with that many completions.
+const PARALLELISM_LIMIT_FOR_HIGH_COMPLETIONS: i64 = 10_000;
+
 fn validate_job(job: &Value, old: Option<&Value>, e: &mut Errs) {
     let spec = &job["spec"];
     let tpl = &spec["template"];
@@ -321,6 +373,30 @@ fn validate_job(job: &Value, old: Option<&Value>, e: &mut Errs) {
             Some("Indexed") => {
                 if spec.get("completions").is_none_or(Value::is_null) {
                     e.required("spec.completions", "when completion mode is Indexed");
+                }
+                // pkg/apis/batch/validation: the limits that keep .status.completedIndexes small.
+                let completions = spec.get("completions").and_then(Value::as_i64);
+                let parallelism = spec.get("parallelism").and_then(Value::as_i64);
+                if let (Some(c), Some(p)) = (completions, parallelism)
+                    && c >= COMPLETIONS_SOFT_LIMIT
+                    && p > PARALLELISM_LIMIT_FOR_HIGH_COMPLETIONS
+                {
+                    e.invalid(
+                        "spec.parallelism",
+                        &spec["parallelism"],
+                        &format!(
+                            "must be less than or equal to {PARALLELISM_LIMIT_FOR_HIGH_COMPLETIONS} when completions are above {COMPLETIONS_SOFT_LIMIT}"
+                        ),
+                    );
+                }
+                if parallelism.is_some_and(|p| p > MAX_PARALLELISM_FOR_INDEXED_JOB) {
+                    e.invalid(
+                        "spec.parallelism",
+                        &spec["parallelism"],
+                        &format!(
+                            "must be less than or equal to {MAX_PARALLELISM_FOR_INDEXED_JOB} when completion mode is Indexed"
+                        ),
+                    );
                 }
             }
             _ => e.not_supported("spec.completionMode", m, &["NonIndexed", "Indexed"]),
@@ -532,6 +608,71 @@ mod tests {
                 "metadata.labels",
                 "spec.containers[0].image"
             ]
+        );
+    }
+
+    fn job_with(spec: Value, container: Value) -> Value {
+        let mut pod = json!({"restartPolicy": "Never", "containers": [container]});
+        if let (Some(p), Some(extra)) = (pod.as_object_mut(), spec.get("pod")) {
+            p.extend(extra.as_object().cloned().unwrap_or_default());
+        }
+        let mut job_spec = json!({"template": {"spec": pod}});
+        if let (Some(j), Some(extra)) = (job_spec.as_object_mut(), spec.get("job")) {
+            j.extend(extra.as_object().cloned().unwrap_or_default());
+        }
+        json!({"metadata": {"name": "j"}, "spec": job_spec})
+    }
+
+    fn fields(job: &Value) -> Vec<String> {
+        match validate(ResourceKind::Job, job, None) {
+            Ok(()) => Vec::new(),
+            Err(err) => err.causes().iter().map(|c| c.field.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn rules_a_real_api_server_enforces() {
+        let c = json!({"name": "main", "image": "i"});
+        // dnsPolicy must be one Kubernetes knows; None needs nameservers.
+        let bogus = job_with(json!({"pod": {"dnsPolicy": "Bogus"}}), c.clone());
+        assert_eq!(fields(&bogus), ["spec.template.spec.dnsPolicy"]);
+        let err = validate(ResourceKind::Job, &bogus, None).unwrap_err();
+        assert!(
+            err.causes()[0]
+                .message
+                .starts_with("Unsupported value: \"Bogus\"")
+        );
+        assert!(
+            fields(&job_with(
+                json!({"pod": {"dnsPolicy": "ClusterFirst"}}),
+                c.clone()
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            fields(&job_with(json!({"pod": {"dnsPolicy": "None"}}), c.clone())),
+            ["spec.template.spec.dnsConfig"]
+        );
+        // privileged with allowPrivilegeEscalation false.
+        let sc = |p: bool, a: bool| json!({"name": "main", "image": "i", "securityContext": {"privileged": p, "allowPrivilegeEscalation": a}});
+        assert_eq!(
+            fields(&job_with(json!({}), sc(true, false))),
+            ["spec.template.spec.containers[0].securityContext"]
+        );
+        assert!(fields(&job_with(json!({}), sc(true, true))).is_empty());
+        assert!(fields(&job_with(json!({}), sc(false, false))).is_empty());
+        // Indexed Jobs: parallelism at most 100000, and 10000 with 100000+ completions.
+        let indexed = |n: i64| {
+            job_with(
+                json!({"job": {"completionMode": "Indexed", "completions": n, "parallelism": n}}),
+                c.clone(),
+            )
+        };
+        assert!(fields(&indexed(99_999)).is_empty());
+        assert_eq!(fields(&indexed(100_000)), ["spec.parallelism"]);
+        assert_eq!(
+            fields(&indexed(2_147_483_647)),
+            ["spec.parallelism", "spec.parallelism"]
         );
     }
 

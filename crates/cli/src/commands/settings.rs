@@ -1,9 +1,9 @@
 //! `stepstack settings validate FILE` and `stepstack settings schema`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use stepstack_settings::{LoadedDocument, ValidationReport};
+use stepstack_settings::LoadedDocument;
 
 use super::Context;
 use crate::exit::{CliError, CliResult, Exit};
@@ -45,44 +45,41 @@ pub(crate) fn run(command: SettingsCommand, ctx: &Context<'_>) -> CliResult<Exit
     }
 }
 
+/// Loads a settings file (settings object or run configuration) within the input limits;
+/// a failure is a usage error whose chain says why (line and column, the limit hit, the
+/// missing file). `settings validate`, `step run`, `step preview` and
+/// `step-operator describe --effective` all load through here, so they judge a file alike.
+pub(crate) fn load_settings_file(file: &Path) -> CliResult<LoadedDocument> {
+    stepstack_settings::load_file(file).map_err(|e| CliError::new(Exit::Usage, e))
+}
+
 fn validate(args: ValidateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let file = args.file.display().to_string();
-    let document = stepstack_settings::load_file(&args.file, std::env::vars())
-        .map_err(|e| CliError::usage(format!("{e}")))?;
-    let mut report = ValidationReport::default();
-    let mut checked = 0;
-    let mut check = |value: &serde_json::Value, prefix: &str| {
-        checked += 1;
-        if let Err(r) = stepstack_settings::parse_settings(value, prefix) {
-            report.issues.extend(r.issues);
-        }
-    };
-    match &document {
-        LoadedDocument::Settings(value) => check(value, ""),
-        LoadedDocument::RunConfig {
-            pipeline, steps, ..
-        } => {
-            if let Some(value) = pipeline {
-                check(value, LoadedDocument::PIPELINE_PREFIX);
+    let document = load_settings_file(&args.file)?;
+    match document.validate(stepstack_k8s_operator::FLAVOR) {
+        Ok(checked) => {
+            for warning in &checked.warnings {
+                eprintln!("warning: {file}: {warning}");
             }
-            for (step, doc) in steps {
-                if let Some(value) = &doc.step_operator {
-                    check(value, &LoadedDocument::step_prefix(step));
-                }
+            ctx.printer().line(format!(
+                "{file}: valid ({} settings object(s) checked)",
+                checked.objects
+            ))?;
+            if !checked.skipped.is_empty() {
+                ctx.printer().line(format!(
+                    "not checked (settings for other flavors): {}",
+                    checked.skipped.join(", ")
+                ))?;
             }
+            Ok(Exit::Ok)
         }
-        _ => {}
+        Err(report) => {
+            let mut message = format!("{file}: {} problem(s):", report.issues.len());
+            for issue in &report.issues {
+                message.push_str(&format!("\n  {issue}"));
+            }
+            message.push_str("\nfix them and run `stepstack settings validate` again");
+            Err(CliError::usage(message))
+        }
     }
-    if report.is_empty() {
-        ctx.printer().line(format!(
-            "{file}: valid ({checked} settings object(s) checked)"
-        ))?;
-        return Ok(Exit::Ok);
-    }
-    let mut message = format!("{file}: {} problem(s):", report.issues.len());
-    for issue in &report.issues {
-        message.push_str(&format!("\n  {issue}"));
-    }
-    message.push_str("\nfix them and run `stepstack settings validate` again");
-    Err(CliError::usage(message))
 }

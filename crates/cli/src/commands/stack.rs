@@ -336,14 +336,24 @@ fn export(args: ExportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
 }
 
 fn import(args: ImportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| CliError::usage(format!("could not read {}: {e}", args.file.display())))?;
-    let exported: Exported = serde_norway::from_str(&text).map_err(|e| {
-        CliError::usage(format!(
-            "{} is not an exported stack: {e}",
-            args.file.display()
-        ))
+    // The same input rule as every other loader: bounded size, depth and alias expansion.
+    let limits = stepstack_input::Limits::DEFAULT;
+    let shown = args.file.display().to_string();
+    let text = stepstack_input::read_file(&args.file, &limits).map_err(|e| {
+        CliError::new(
+            Exit::Usage,
+            anyhow::Error::new(e).context(format!("could not read {shown}")),
+        )
     })?;
+    let not_exported = |e: anyhow::Error| {
+        CliError::new(
+            Exit::Usage,
+            e.context(format!("{shown} is not an exported stack")),
+        )
+    };
+    let value = stepstack_input::parse(&text, stepstack_input::Format::Yaml, &limits)
+        .map_err(|e| not_exported(e.into()))?;
+    let exported: Exported = serde_json::from_value(value).map_err(|e| not_exported(e.into()))?;
     // Validate every component before anything is stored.
     for (component_type, component) in &exported.components {
         if component_type != STEP_OPERATOR {
@@ -355,7 +365,7 @@ fn import(args: ImportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         ctx.registry
             .step_operator(&component.flavor)?
             .validate_config(&serde_json::Value::Object(component.configuration.clone()))
-            .map_err(|e| e.with_context("component", component.name.clone()))?;
+            .map_err(|e| super::step_operator::config_error(e, "component", &component.name))?;
     }
     let name = args.name.unwrap_or_else(|| exported.stack.clone());
     let mut store = ctx.store()?;

@@ -13,7 +13,7 @@ fn is_name_part(s: &str) -> bool {
 }
 
 /// A DNS-1123 label: at most 63 lowercase alphanumerics or '-', alphanumeric at both ends.
-pub(crate) fn check_dns1123_label(s: &str) -> Result<(), String> {
+pub fn check_dns1123_label(s: &str) -> Result<(), String> {
     let b = s.as_bytes();
     if b.is_empty() {
         return Err("must not be empty".into());
@@ -83,7 +83,7 @@ pub(crate) fn check_qualified_name(s: &str) -> Result<(), String> {
 
 /// A label value: empty, or at most 63 of alphanumerics, '-', '_' or '.', alphanumeric
 /// at both ends.
-pub(crate) fn check_label_value(s: &str) -> Result<(), String> {
+pub fn check_label_value(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Ok(());
     }

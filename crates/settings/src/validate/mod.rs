@@ -19,7 +19,49 @@ use crate::resources::ResourceSettings;
 use crate::schema::{POD_SPEC_DEF, config_schema_ref, settings_schema_ref, snake_to_camel};
 use crate::step_operator::{KubernetesStepOperatorConfig, KubernetesStepOperatorSettings};
 
-pub use rules::{RESERVED_LABEL_KEYS, RESERVED_LABEL_PREFIX, is_reserved_label_key};
+pub use rules::{
+    MAX_INDEXED_POD_COUNT, RESERVED_LABEL_KEYS, RESERVED_LABEL_PREFIX, is_reserved_label_key,
+};
+
+/// The warnings of a raw settings or configuration document (a float
+/// `api_request_timeout`, deprecated fields), each at its path below `prefix`. They are
+/// not errors; [`crate::SettingsLayers::resolve`] logs them once per layer, and callers
+/// that check a document on its own (`settings validate`) show them.
+pub fn settings_warnings(value: &Value, prefix: &str) -> Vec<crate::Issue> {
+    warnings(value, prefix)
+}
+
+pub(crate) fn warnings(value: &Value, prefix: &str) -> Vec<crate::Issue> {
+    let path = Path::new(prefix);
+    let mut found = Vec::new();
+    let Some(map) = value.as_object() else {
+        return found;
+    };
+    if let Some(timeout) = map.get("api_request_timeout").and_then(Value::as_f64)
+        && timeout.fract() != 0.0
+    {
+        found.push(crate::Issue {
+            path: path.key("api_request_timeout").to_string(),
+            message: format!(
+                "{timeout} is truncated to {} seconds; give whole seconds",
+                timeout.trunc()
+            ),
+            kind: IssueKind::InvalidValue,
+        });
+    }
+    for field in crate::step_operator::DEPRECATED_FIELDS {
+        if map.get(field).is_some_and(|v| !v.is_null()) {
+            found.push(crate::Issue {
+                path: path.key(field).to_string(),
+                message: format!(
+                    "`{field}` is deprecated and has no effect; use scheduling_timeout, startup_timeout, retry or infrastructure_retry"
+                ),
+                kind: IssueKind::InvalidValue,
+            });
+        }
+    }
+    found
+}
 
 /// The result of the structural pass over one document.
 pub(crate) struct Structural {

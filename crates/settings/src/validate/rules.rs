@@ -70,17 +70,74 @@ pub(crate) fn check_settings(
             "must be a finite number of at least 1",
         );
     }
-    for field in crate::step_operator::DEPRECATED_FIELDS {
-        let set = match field {
-            "pod_startup_timeout" => s.pod_startup_timeout.is_some(),
-            "pod_failure_max_retries" => s.pod_failure_max_retries.is_some(),
-            "pod_failure_retry_delay" => s.pod_failure_retry_delay.is_some(),
-            _ => s.pod_failure_backoff.is_some(),
-        };
-        if set {
-            tracing::warn!(
-                path = %path.key(field),
-                "`{field}` is deprecated and has no effect; use scheduling_timeout, startup_timeout, retry or infrastructure_retry"
+    if s.pod_count > MAX_INDEXED_POD_COUNT {
+        r.push(
+            path.key("pod_count").to_string(),
+            IssueKind::InvalidValue,
+            format!(
+                "must be at most {MAX_INDEXED_POD_COUNT}: the pods run as an Indexed Job, and Kubernetes refuses \
+                 {INDEXED_COMPLETIONS_SOFT_LIMIT} or more completions with a parallelism above {INDEXED_HIGH_COMPLETIONS_PARALLELISM}"
+            ),
+        );
+    }
+    let csc = s
+        .pod_settings
+        .as_ref()
+        .and_then(|p| p.container_security_context.as_ref());
+    let privileged = s.privileged || csc.and_then(|c| c.privileged).unwrap_or(false);
+    if privileged && csc.and_then(|c| c.allow_privilege_escalation) == Some(false) {
+        r.push(
+            path.key("pod_settings")
+                .key("container_security_context")
+                .key("allowPrivilegeEscalation")
+                .to_string(),
+            IssueKind::InvalidValue,
+            "cannot be false when the container is privileged (Kubernetes refuses the pair); \
+             drop one of them",
+        );
+    }
+}
+
+/// The most pods of one step: `completions` and `parallelism` of its Indexed Job both
+/// equal `pod_count`, and the API server refuses completions of at least
+/// [`INDEXED_COMPLETIONS_SOFT_LIMIT`] with a parallelism above
+/// [`INDEXED_HIGH_COMPLETIONS_PARALLELISM`] (`pkg/apis/batch/validation`).
+pub const MAX_INDEXED_POD_COUNT: u32 = INDEXED_COMPLETIONS_SOFT_LIMIT - 1;
+const INDEXED_COMPLETIONS_SOFT_LIMIT: u32 = 100_000;
+const INDEXED_HIGH_COMPLETIONS_PARALLELISM: u32 = 10_000;
+
+/// The pod DNS policies the API server accepts.
+const DNS_POLICIES: [&str; 4] = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+
+fn check_dns_policy(
+    args: &BTreeMap<String, serde_json::Value>,
+    path: &Path,
+    r: &mut ValidationReport,
+) {
+    let Some(policy) = args.get("dnsPolicy").and_then(|v| v.as_str()) else {
+        return;
+    };
+    let p = path.key("additional_pod_spec_args");
+    if !DNS_POLICIES.contains(&policy) {
+        r.push(
+            p.key("dnsPolicy").to_string(),
+            IssueKind::InvalidValue,
+            format!(
+                "unsupported value `{policy}`; supported values: {}",
+                DNS_POLICIES.join(", ")
+            ),
+        );
+    } else if policy == "None" {
+        let nameservers = args
+            .get("dnsConfig")
+            .and_then(|c| c.get("nameservers"))
+            .and_then(|n| n.as_array())
+            .is_some_and(|n| !n.is_empty());
+        if !nameservers {
+            r.push(
+                p.key("dnsConfig").key("nameservers").to_string(),
+                IssueKind::MissingField,
+                "dnsPolicy None needs at least one nameserver in dnsConfig.nameservers",
             );
         }
     }
@@ -92,6 +149,7 @@ pub(crate) fn check_pod_settings(
     r: &mut ValidationReport,
 ) {
     check_label_map(&ps.node_selectors, &path.key("node_selectors"), false, r);
+    check_dns_policy(&ps.additional_pod_spec_args, path, r);
     check_label_map(&ps.labels, &path.key("labels"), true, r);
     for key in ps.annotations.keys() {
         if let Err(e) = check_qualified_name(key) {

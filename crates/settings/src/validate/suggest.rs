@@ -3,8 +3,16 @@
 use crate::schema::snake_to_camel;
 
 /// The best candidate for a misspelt `key`: its camelCase form, a case- or
-/// separator-insensitive match, or the nearest name by edit distance.
-pub(crate) fn did_you_mean<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
+/// separator-insensitive match, or the nearest name by edit distance (at most a third
+/// of the key's length, between 1 and 3). Every stepstack "did you mean …?" uses this,
+/// so suggestions read the same in settings, run configurations and pipelines.
+///
+/// ```
+/// use stepstack_settings::did_you_mean;
+/// assert_eq!(did_you_mean("comand", &["command", "args"]), Some("command"));
+/// assert_eq!(did_you_mean("zzz", &["command", "args"]), None);
+/// ```
+pub fn did_you_mean<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let camel = snake_to_camel(key);
     if let Some(c) = candidates.iter().find(|c| **c == camel) {
         return Some(c);

@@ -443,8 +443,16 @@ pub(crate) fn decode_body(
         return api::protobuf::decode(kind, body);
     }
     let v: Value = if ct.contains("yaml") {
-        serde_norway::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        // The input rule every stepstack loader uses: bounded size, depth and alias
+        // expansion (an alias bomb is refused, not expanded).
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        stepstack_input::parse(
+            text,
+            stepstack_input::Format::Yaml,
+            &stepstack_input::Limits::DEFAULT,
+        )
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?

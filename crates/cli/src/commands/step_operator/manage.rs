@@ -15,10 +15,15 @@ use crate::output::table;
 
 pub(super) fn register(args: RegisterArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let flavor = ctx.registry.step_operator(&args.flavor)?;
-    let config = typed_values(&ctx.free_form, &flavor.config_schema())?;
+    let raw = serde_json::Value::Object(typed_values(&ctx.free_form, &flavor.config_schema())?);
     let config = flavor
-        .validate_config(&serde_json::Value::Object(config))
-        .map_err(|e| e.with_context("step_operator", args.name.clone()))?;
+        .validate_config(&raw)
+        .map_err(|e| super::config_error(e, "step_operator", &args.name))?;
+    if args.flavor == stepstack_k8s_operator::FLAVOR {
+        for warning in stepstack_settings::settings_warnings(&raw, "") {
+            tracing::warn!(path = %format!("--{}", warning.path), "{}", warning.message);
+        }
+    }
     let configuration = config.as_object().cloned().unwrap_or_default();
     let mut store = ctx.store()?;
     // Check the connector before anything is stored, so a failed link leaves no component.
@@ -147,16 +152,22 @@ pub(super) fn describe(args: DescribeArgs, ctx: &Context<'_>) -> CliResult<Exit>
         serde_json::Value::Object(component.configuration.clone()),
     );
     if let Some(file) = &args.settings {
-        let document = stepstack_settings::load_file(file, std::env::vars())
-            .map_err(|e| CliError::usage(e.to_string()))?;
+        let document = crate::commands::settings::load_settings_file(file)?;
         let step = args.step.clone().unwrap_or_default();
         if matches!(document, LoadedDocument::RunConfig { .. }) && args.step.is_none() {
             return Err(CliError::usage(
                 "the settings file is a run configuration; name the step with --step",
             ));
         }
-        layers = document.add_layers(&step, &file.display().to_string(), layers);
+        layers = document.add_layers(
+            &step,
+            &component.flavor,
+            &component.name,
+            &file.display().to_string(),
+            layers,
+        );
     }
+    layers = layers.with_environment(std::env::vars());
     for input in &args.overrides {
         layers = layers
             .with_override(input)
@@ -220,7 +231,7 @@ pub(super) fn update(args: UpdateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     }
     let validated = flavor
         .validate_config(&serde_json::Value::Object(configuration))
-        .map_err(|e| e.with_context("step_operator", component.name.clone()))?;
+        .map_err(|e| super::config_error(e, "step_operator", &component.name))?;
     let mut update = ComponentUpdate::default();
     update.configuration = validated.as_object().cloned();
     update.labels = parse_labels(&args.labels)?;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Context;
 
 mod manage;
-use crate::exit::{CliResult, Exit};
+use crate::exit::{CliError, CliResult, Exit};
 use crate::output::table;
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +133,30 @@ pub(crate) fn run(command: StepOperatorCommand, ctx: &Context<'_>) -> CliResult<
         StepOperatorCommand::Flavor(FlavorCommand::List) => flavor_list(ctx),
         StepOperatorCommand::Flavor(FlavorCommand::Describe(args)) => flavor_describe(args, ctx),
     }
+}
+
+/// A flavor's refusal of a component's configuration, with `key: name` added to its
+/// context. A multi-line message (one problem per line) gets its context on the first
+/// line, where it belongs, instead of glued to the last problem.
+pub(crate) fn config_error(
+    error: stepstack_core::Error,
+    key: &'static str,
+    name: &str,
+) -> CliError {
+    let error = error.with_context(key, name.to_owned());
+    let Some((first, rest)) = error.message().split_once('\n') else {
+        return error.into();
+    };
+    let context = error
+        .context()
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    CliError::new(
+        Exit::for_kind(error.kind()),
+        anyhow::anyhow!("{first} ({context})\n{rest}"),
+    )
 }
 
 fn flavor_list(ctx: &Context<'_>) -> CliResult<Exit> {
