@@ -140,8 +140,9 @@ impl FakeAksCluster {
 pub struct AzureCall {
     /// `token`, `managedIdentity`, `listSubscriptions`, `listClusters`, `getCluster`, `listClusterUserCredential`,
     /// `listClusterAdminCredential`, and `clusterToken` for a bearer token the emulated
-    /// cluster checked through [`FakeAzure::aks_token_validator`] (401 when the fake
-    /// issued it but it expired or is for another scope).
+    /// cluster checked through
+    /// [`FakeAzure::aks_token_validator`](super::FakeAzure::aks_token_validator) (401
+    /// when the fake issued it but it expired or is for another scope).
     pub kind: String,
     /// The client id (or, for tokens, the requested scope's principal) when known.
     pub principal: Option<String>,
