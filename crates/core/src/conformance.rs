@@ -36,6 +36,9 @@ use crate::{
     StepOperator, StepOutcome, StepStatus,
 };
 
+mod artifact_store;
+pub use artifact_store::{ArtifactStoreReport, check_artifact_store};
+
 /// How to run conformance steps on a step operator.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod artifact_store;
 pub mod cluster;
 pub mod connector;
 mod error;
@@ -11,12 +12,15 @@ mod step_operator;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use artifact_store::{
+    ArtifactAddress, ArtifactDigest, ArtifactError, ArtifactStore, ArtifactWriter, Manifest,
+};
 pub use cluster::{BearerToken, ClusterConnection, TokenSource};
 pub use connector::{ConnectorConfig, ServiceConnector};
 pub use error::{Error, ErrorKind, Result, error_chain};
 pub use registry::{
-    AutoConfigureRequest, ConnectorFlavor, FlavorInfo, FlavorKind, Registry, StepOperatorContext,
-    StepOperatorFlavor,
+    ArtifactStoreContext, ArtifactStoreFlavor, AutoConfigureRequest, ConnectorFlavor, FlavorInfo,
+    FlavorKind, Registry, StepOperatorContext, StepOperatorFlavor,
 };
 pub use step::{
     FailureReason, LogLine, ResourceSettings, StepFailure, StepHandle, StepLaunch, StepOutcome,

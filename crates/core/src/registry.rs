@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::artifact_store::TransferOptions;
 use crate::connector::{ConnectorConfig, ConnectorTypeSpec, ServiceConnector};
-use crate::{ClusterConnection, Error, ErrorKind, Result, StepOperator};
+use crate::{ArtifactStore, ClusterConnection, Error, ErrorKind, Result, StepOperator};
 
 /// The kinds of flavors the registry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,6 +25,8 @@ pub enum FlavorKind {
     StepOperator,
     /// A service connector type.
     ServiceConnector,
+    /// An artifact-store flavor.
+    ArtifactStore,
 }
 
 impl FlavorKind {
@@ -32,6 +35,7 @@ impl FlavorKind {
         match self {
             FlavorKind::StepOperator => "step-operator",
             FlavorKind::ServiceConnector => "service-connector",
+            FlavorKind::ArtifactStore => "artifact-store",
         }
     }
 }
@@ -107,6 +111,59 @@ pub trait StepOperatorFlavor: Send + Sync + 'static {
     ) -> Result<Arc<dyn StepOperator>>;
 }
 
+/// What an artifact store gets when it is built.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ArtifactStoreContext {
+    /// The component's name, e.g. `artifacts`.
+    pub component_name: String,
+    /// Part size and concurrency to use instead of the flavor's defaults.
+    pub transfer: Option<TransferOptions>,
+}
+
+impl ArtifactStoreContext {
+    /// A context for the component `component_name`.
+    pub fn new(component_name: impl Into<String>) -> Self {
+        ArtifactStoreContext {
+            component_name: component_name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Uses `transfer` for part size and concurrency.
+    pub fn with_transfer(mut self, transfer: TransferOptions) -> Self {
+        self.transfer = Some(transfer);
+        self
+    }
+}
+
+/// An artifact-store flavor: validates its configuration and builds stores from it.
+pub trait ArtifactStoreFlavor: Send + Sync + 'static {
+    /// The flavor name, e.g. `local`.
+    fn name(&self) -> &str;
+
+    /// One line saying where the flavor keeps artifacts.
+    fn description(&self) -> &str;
+
+    /// JSON Schema of the component configuration.
+    fn config_schema(&self) -> serde_json::Value;
+
+    /// The resource type a linked service connector must provide, if the flavor can use one.
+    fn connector_resource_type(&self) -> Option<&str> {
+        None
+    }
+
+    /// Checks a component configuration strictly and returns it normalised.
+    fn validate_config(&self, config: &serde_json::Value) -> Result<serde_json::Value>;
+
+    /// Builds a store from a configuration that `validate_config` accepted.
+    fn build(
+        &self,
+        config: &serde_json::Value,
+        context: ArtifactStoreContext,
+    ) -> Result<Arc<dyn ArtifactStore>>;
+}
+
 /// What the user asked an auto-configuration for.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -179,6 +236,7 @@ pub struct FlavorInfo {
 pub struct Registry {
     step_operators: BTreeMap<String, Arc<dyn StepOperatorFlavor>>,
     connectors: BTreeMap<String, Arc<dyn ConnectorFlavor>>,
+    artifact_stores: BTreeMap<String, Arc<dyn ArtifactStoreFlavor>>,
 }
 
 impl Registry {
@@ -209,6 +267,27 @@ impl Registry {
         )
     }
 
+    /// Adds an artifact-store flavor; a second flavor with the same name is an error.
+    pub fn register_artifact_store(&mut self, flavor: impl ArtifactStoreFlavor) -> Result<()> {
+        let name = flavor.name().to_owned();
+        insert_unique(
+            &mut self.artifact_stores,
+            FlavorKind::ArtifactStore,
+            name,
+            Arc::new(flavor),
+        )
+    }
+
+    /// The artifact-store flavor named `name`; the error lists the available ones.
+    pub fn artifact_store(&self, name: &str) -> Result<Arc<dyn ArtifactStoreFlavor>> {
+        lookup(&self.artifact_stores, FlavorKind::ArtifactStore, name)
+    }
+
+    /// The artifact-store flavors, by name.
+    pub fn artifact_stores(&self) -> impl Iterator<Item = &Arc<dyn ArtifactStoreFlavor>> {
+        self.artifact_stores.values()
+    }
+
     /// The step-operator flavor named `name`; the error lists the available ones.
     pub fn step_operator(&self, name: &str) -> Result<Arc<dyn StepOperatorFlavor>> {
         lookup(&self.step_operators, FlavorKind::StepOperator, name)
@@ -233,7 +312,8 @@ impl Registry {
         self.connectors.values()
     }
 
-    /// Every flavor with its schema, step operators first, each kind by name.
+    /// Every flavor with its schema: step operators, then connector types, then artifact
+    /// stores, each kind by name.
     pub fn flavors(&self) -> Vec<FlavorInfo> {
         let step_operators = self.step_operators.values().map(|f| FlavorInfo {
             kind: FlavorKind::StepOperator,
@@ -255,7 +335,16 @@ impl Registry {
                 config_schema: serde_json::Value::Object(schemas),
             }
         });
-        step_operators.chain(connectors).collect()
+        let artifact_stores = self.artifact_stores.values().map(|f| FlavorInfo {
+            kind: FlavorKind::ArtifactStore,
+            name: f.name().to_owned(),
+            description: f.description().to_owned(),
+            config_schema: f.config_schema(),
+        });
+        step_operators
+            .chain(connectors)
+            .chain(artifact_stores)
+            .collect()
     }
 }
 
@@ -267,6 +356,10 @@ impl fmt::Debug for Registry {
                 &self.step_operators.keys().collect::<Vec<_>>(),
             )
             .field("connectors", &self.connectors.keys().collect::<Vec<_>>())
+            .field(
+                "artifact_stores",
+                &self.artifact_stores.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -1,0 +1,72 @@
+//! The flavors' own errors, and how `object_store`'s errors map onto core's kinds at the
+//! `ArtifactStore` boundary.
+
+use std::path::PathBuf;
+
+use stepstack_core::artifact_store::ObjectKey;
+use stepstack_core::{Error, ErrorKind};
+
+/// What can go wrong setting up a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalStoreError {
+    /// The root must not depend on the working directory.
+    #[error("the local artifact store's path {} is relative; give an absolute path", path.display())]
+    RelativeRoot {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The root directory could not be created.
+    #[error("could not create the local artifact store's directory {}", path.display())]
+    CreateRoot {
+        /// The root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `object_store` refused the root.
+    #[error("could not open the local artifact store at {}", path.display())]
+    Open {
+        /// The root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+impl From<LocalStoreError> for Error {
+    fn from(err: LocalStoreError) -> Self {
+        let kind = match &err {
+            LocalStoreError::RelativeRoot { .. } => ErrorKind::InvalidSettings,
+            LocalStoreError::CreateRoot { .. } | LocalStoreError::Open { .. } => {
+                ErrorKind::Unavailable
+            }
+        };
+        Error::new(kind, err.to_string()).with_source(err)
+    }
+}
+
+/// An `object_store` error as core's [`Error`]: missing objects are `NotFound`, a
+/// create-if-absent onto an existing object is `Conflict`, and so on, so the shared
+/// artifact logic can tell them apart on every flavor.
+pub(crate) fn map_object_store_error(
+    operation: &'static str,
+    key: &ObjectKey,
+    err: object_store::Error,
+) -> Error {
+    use object_store::Error as E;
+    let kind = match &err {
+        E::NotFound { .. } => ErrorKind::NotFound,
+        E::AlreadyExists { .. } | E::Precondition { .. } => ErrorKind::Conflict,
+        E::NotSupported { .. } | E::NotImplemented { .. } => ErrorKind::Unsupported,
+        E::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+        E::Unauthenticated { .. } => ErrorKind::Unauthenticated,
+        E::InvalidPath { .. } | E::UnknownConfigurationKey { .. } => ErrorKind::InvalidSettings,
+        // Generic covers I/O failures of the local store and transport errors of the
+        // remote ones; the remote flavors refine transience from the HTTP status.
+        _ => ErrorKind::Unavailable,
+    };
+    Error::new(kind, format!("{operation} `{key}` failed")).with_source(err)
+}
