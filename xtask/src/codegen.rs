@@ -9,7 +9,10 @@ use xshell::Shell;
 pub(crate) fn run(sh: &Shell, check: bool) -> anyhow::Result<()> {
     let dir = sh.current_dir().join("schemas");
     let mut stale = Vec::new();
-    for (file, schema) in stepstack_settings::schemas() {
+    let schemas = stepstack_settings::schemas()
+        .into_iter()
+        .chain(stepstack_pipeline::schemas());
+    for (file, schema) in schemas {
         let contents = stepstack_settings::schema::render_schema(&schema);
         if ensure_file_contents(&dir.join(file), &contents, check)? {
             stale.push(file);

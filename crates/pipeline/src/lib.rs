@@ -1,0 +1,39 @@
+#![doc = include_str!("../README.md")]
+
+mod dag;
+mod load;
+mod model;
+mod parse;
+mod path;
+mod placeholder;
+pub mod schema;
+mod validate;
+
+pub use dag::Dag;
+pub use load::{LoadError, Loaded, Loader, load_file, load_str};
+pub use model::{OutputRef, Pipeline, PipelineBuilder, Retry, Step};
+pub use placeholder::{Placeholder, RenderError, RenderedStep, RunContext, render};
+pub use schema::{PIPELINE_SCHEMA_FILE, pipeline_schema, schemas};
+pub use stepstack_input::Format;
+pub use stepstack_settings::{Issue, IssueKind, ValidationReport};
+
+fn issue(path: String, kind: IssueKind, message: impl Into<String>) -> Issue {
+    Issue {
+        path,
+        message: message.into(),
+        kind,
+    }
+}
+
+/// "has N problems:" and the problems, one a line.
+fn problems(report: &ValidationReport) -> String {
+    let n = report.issues.len();
+    let mut text = format!(
+        "the pipeline has {n} problem{}:",
+        if n == 1 { "" } else { "s" }
+    );
+    for issue in &report.issues {
+        text.push_str(&format!("\n  {issue}"));
+    }
+    text
+}
