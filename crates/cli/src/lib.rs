@@ -5,6 +5,7 @@
 mod commands;
 mod exit;
 mod freeform;
+mod logging;
 mod output;
 mod progress;
 mod signals;
@@ -95,17 +96,5 @@ fn report(e: exit::CliError) -> ExitCode {
 }
 
 fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info,stepstack=debug",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STEPSTACK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    logging::init(verbose);
 }

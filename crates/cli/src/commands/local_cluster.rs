@@ -5,6 +5,11 @@
 //! waits for its ready line, and records its pid, URL and kubeconfig under
 //! `<home>/local-cluster/`. The cluster has a CPU node and a GPU node (4 ×
 //! `nvidia.com/gpu`, label `gpu-type=a100`, taint `nvidia.com/gpu=present:NoSchedule`).
+//!
+//! Everything here lives under the home and is private: the kubeconfig holds the
+//! cluster-admin's client key. Files are 0600 and directories 0700
+//! (`stepstack_core::private_fs`), and `serve` runs with umask 077, so what the emulator
+//! and its pods write under `state/` is private too.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
+use stepstack_core::private_fs;
 use stepstack_testkit::{Cluster, ClusterOptions, NodeConfig, RuntimeOptions};
 
 use super::Context;
@@ -30,7 +36,8 @@ const READY_PREFIX: &str = "ready ";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LocalClusterCommand {
-    /// Start the emulated cluster in the background (does nothing if it runs already).
+    /// Start the emulated cluster in the background (if it runs already, only create the
+    /// namespaces asked for).
     Start(StartArgs),
     /// Stop the emulated cluster.
     Stop,
@@ -98,14 +105,25 @@ fn start(args: StartArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             running.url,
             running.kubeconfig.display()
         ))?;
+        // The namespaces asked for are made now: `start --namespace x` must leave `x`
+        // existing, whether or not the cluster was running.
+        for (namespace, created) in ensure_namespaces(ctx, &running, &args.namespaces)? {
+            printer.line(if created {
+                format!("Created namespace `{namespace}`.")
+            } else {
+                format!("Namespace `{namespace}` exists already.")
+            })?;
+        }
         printer.data(&running, || summary_table(&running))?;
         return Ok(Exit::Ok);
     }
-    std::fs::create_dir_all(&dir)
+    // An older version made it 0755: tighten it along with the files rewritten below.
+    private_fs::create_dir_all(&dir)
+        .and_then(|()| private_fs::set_mode(&dir, private_fs::DIR_MODE))
         .map_err(|e| internal(format!("could not create {}: {e}", dir.display())))?;
     let kubeconfig = dir.join("kubeconfig");
     let log_path = dir.join("cluster.log");
-    let log = std::fs::File::create(&log_path)
+    let log = private_fs::create(&log_path)
         .map_err(|e| internal(format!("could not create {}: {e}", log_path.display())))?;
     let exe = std::env::current_exe()
         .map_err(|e| internal(format!("could not find this program's path: {e}")))?;
@@ -243,6 +261,16 @@ fn status(ctx: &Context<'_>) -> CliResult<Exit> {
 
 /// Runs the emulated cluster until SIGTERM or SIGINT.
 fn serve(args: ServeArgs) -> CliResult<Exit> {
+    // Everything this process and the pods it runs create lives under the home: make it
+    // private whatever the caller's umask (the testkit and the steps' commands create
+    // their files with default modes).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    private_fs::create_dir_all(&args.state_dir).map_err(|e| {
+        internal(format!(
+            "could not create {}: {e}",
+            args.state_dir.display()
+        ))
+    })?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| internal(format!("could not start the async runtime: {e}")))?;
     runtime.block_on(async move {
@@ -261,10 +289,15 @@ fn serve(args: ServeArgs) -> CliResult<Exit> {
         let cluster = Cluster::start(options)
             .await
             .map_err(|e| internal(format!("could not start the emulated cluster: {e}")))?;
+        let client = cluster
+            .client()
+            .await
+            .map_err(|e| internal(format!("could not connect to the emulated cluster: {e}")))?;
         for ns in &args.namespaces {
-            create_namespace(&cluster, ns).await?;
+            create_namespace(&client, ns).await?;
         }
-        cluster.write_kubeconfig(&args.kubeconfig).map_err(|e| {
+        // The admin's client key is in it.
+        private_fs::write(&args.kubeconfig, cluster.kubeconfig_yaml()).map_err(|e| {
             internal(format!(
                 "could not write {}: {e}",
                 args.kubeconfig.display()
@@ -286,23 +319,64 @@ fn serve(args: ServeArgs) -> CliResult<Exit> {
     })
 }
 
-async fn create_namespace(cluster: &Cluster, name: &str) -> CliResult {
+/// Creates namespace `name`; `Ok(false)` when it exists already.
+async fn create_namespace(client: &kube::Client, name: &str) -> CliResult<bool> {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, PostParams};
-    let client = cluster
-        .client()
-        .await
-        .map_err(|e| internal(format!("could not connect to the emulated cluster: {e}")))?;
-    let api: Api<Namespace> = Api::all(client);
+    let api: Api<Namespace> = Api::all(client.clone());
     let mut namespace = Namespace::default();
     namespace.metadata.name = Some(name.to_owned());
     match api.create(&PostParams::default(), &namespace).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(CliError::usage(format!(
-            "could not create namespace `{name}`: {e}"
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(kube::Error::Api(status)) if status.code == 422 => Err(CliError::usage(format!(
+            "could not create namespace `{name}`: {}",
+            status.message
         ))),
+        Err(e) => Err(CliError::new(
+            Exit::Connection,
+            anyhow::anyhow!(
+                "could not create namespace `{name}` in the local cluster: {}",
+                stepstack_core::error_chain(&e)
+            ),
+        )),
     }
+}
+
+/// Creates `namespaces` in the running cluster through its kubeconfig; says for each
+/// whether it was created (or existed).
+fn ensure_namespaces(
+    ctx: &Context<'_>,
+    cluster: &LocalCluster,
+    namespaces: &[String],
+) -> CliResult<Vec<(String, bool)>> {
+    if namespaces.is_empty() {
+        return Ok(Vec::new());
+    }
+    ctx.block_on(async {
+        let unusable = |e: &dyn std::error::Error| {
+            internal(format!(
+                "could not use the local cluster's kubeconfig {}: {}",
+                cluster.kubeconfig.display(),
+                stepstack_core::error_chain(e)
+            ))
+        };
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&cluster.kubeconfig).map_err(|e| unusable(&e))?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(|e| unusable(&e))?;
+        let client = kube::Client::try_from(config).map_err(|e| unusable(&e))?;
+        let mut done = Vec::new();
+        for namespace in namespaces {
+            let created = create_namespace(&client, namespace).await?;
+            done.push((namespace.clone(), created));
+        }
+        Ok(done)
+    })?
 }
 
 fn cluster_dir(home: &Path) -> PathBuf {
@@ -329,7 +403,7 @@ pub(crate) fn running(dir: &Path) -> CliResult<Option<LocalCluster>> {
 fn write_state(dir: &Path, cluster: &LocalCluster) -> CliResult {
     let path = dir.join("cluster.json");
     let text = serde_json::to_string_pretty(cluster).map_err(|e| internal(e.to_string()))?;
-    std::fs::write(&path, text)
+    private_fs::write(&path, text)
         .map_err(|e| internal(format!("could not write {}: {e}", path.display())))
 }
 

@@ -277,6 +277,9 @@ fn describe_client(args: DescribeArgs, ctx: &Context<'_>, store: &Store) -> CliR
         server: String,
         default_namespace: String,
         certificate_authority: bool,
+        /// Why no client can be built from this connection (e.g. an unreadable CA).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_refusal: Option<String>,
         insecure: bool,
         token: String,
         expires_at: Option<String>,
@@ -288,6 +291,7 @@ fn describe_client(args: DescribeArgs, ctx: &Context<'_>, store: &Store) -> CliR
         server: connection.config.cluster_url.to_string(),
         default_namespace: connection.config.default_namespace.clone(),
         certificate_authority: connection.config.root_cert.is_some(),
+        client_refusal: connection.client_refusal().map(str::to_owned),
         insecure: connection.config.accept_invalid_certs,
         token: token_text,
         expires_at: token
@@ -314,6 +318,9 @@ fn describe_client(args: DescribeArgs, ctx: &Context<'_>, store: &Store) -> CliR
                 "system roots"
             },
         ]);
+        if let Some(refusal) = &client.client_refusal {
+            t.add_row(["CLIENT".to_owned(), format!("unusable: {refusal}")]);
+        }
         t.add_row(["INSECURE", if client.insecure { "yes" } else { "no" }]);
         t.add_row(["TOKEN", client.token.as_str()]);
         t.add_row([
