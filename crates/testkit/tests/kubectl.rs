@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use stepstack_testkit::{Cluster, ClusterOptions};
+use stepstack_testkit::{Cluster, ClusterOptions, ConnectionOptions};
+use tokio::io::AsyncReadExt;
 
 struct Kubectl {
     kubeconfig: PathBuf,
@@ -73,12 +74,14 @@ fn kubectl_available() -> bool {
 }
 
 async fn setup() -> Option<(Cluster, Kubectl, tempfile::TempDir)> {
+    setup_with(ClusterOptions::default()).await
+}
+
+async fn setup_with(options: ClusterOptions) -> Option<(Cluster, Kubectl, tempfile::TempDir)> {
     if !kubectl_available() {
         return None;
     }
-    let cluster = Cluster::start(ClusterOptions::default())
-        .await
-        .expect("cluster starts");
+    let cluster = Cluster::start(options).await.expect("cluster starts");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     cluster.write_kubeconfig(&kubeconfig).unwrap();
@@ -479,4 +482,45 @@ async fn kubectl_eviction_marks_the_pod_as_a_disruption_target() {
     assert_eq!(target["reason"], "EvictionByEvictionAPI");
     assert_eq!(target["message"], "Eviction API: evicting");
     assert!(target["lastTransitionTime"].is_string(), "{target}");
+}
+
+/// Idle sockets that never start TLS fill the connection limit: kubectl is still served,
+/// once the handshake timeout closes them (its connection waits to be accepted, it is
+/// not refused).
+#[tokio::test]
+async fn kubectl_is_served_while_idle_sockets_fill_the_connection_limit() {
+    let options = ClusterOptions {
+        connections: ConnectionOptions {
+            tls_handshake_timeout: Duration::from_secs(1),
+            max_connections: 2,
+            ..ConnectionOptions::default()
+        },
+        ..ClusterOptions::default()
+    };
+    let Some((cluster, k, _dir)) = setup_with(options).await else {
+        return;
+    };
+    let address = cluster.url().trim_start_matches("https://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while cluster.open_connections() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle sockets accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let out = k.ok(&["get", "namespaces", "-o", "name"]).await;
+    assert!(out.contains("namespace/default"), "{out}");
+    // kubectl got in because the server closed the idle sockets ahead of it.
+    for socket in &mut idle {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(60), socket.read(&mut buf))
+            .await
+            .expect("the server closes the idle socket");
+        assert!(read.is_err() || read.is_ok_and(|n| n == 0));
+    }
 }
