@@ -3,6 +3,7 @@
 mod completion;
 #[cfg(feature = "local-cluster")]
 mod local_cluster;
+mod pipeline;
 mod service_connector;
 mod settings;
 mod stack;
@@ -70,6 +71,9 @@ enum Command {
     /// Validate settings files and print their JSON Schema.
     #[command(subcommand)]
     Settings(settings::SettingsCommand),
+    /// Validate pipeline files and print their JSON Schema.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Run an emulated Kubernetes cluster on this machine, to try everything without one.
     #[cfg(feature = "local-cluster")]
     #[command(name = "local-cluster", subcommand)]
@@ -113,6 +117,7 @@ pub(crate) fn dispatch(cli: Cli, registry: &Registry, free_form: FreeForm) -> Cl
         Command::Step(command) => step::run(command, &ctx),
         Command::Init(args) => stack::init(args, &ctx),
         Command::Settings(command) => settings::run(command, &ctx),
+        Command::Pipeline(command) => pipeline::run(command, &ctx),
         #[cfg(feature = "local-cluster")]
         Command::LocalCluster(command) => local_cluster::run(command, &ctx),
         Command::Completion(args) => completion::run(args),
