@@ -19,6 +19,7 @@ mod watch;
 
 pub use flavor::{KubernetesStepOperatorFlavor, register};
 pub use handle::KubernetesHandle;
+pub use logs::{INCOMPLETE, KeptLog, LOG_STREAM_CONTEXT, is_incomplete_log, read_kept_log};
 pub use operator::KubernetesStepOperator;
 pub use preview::{Preview, ServerPreview};
 

@@ -34,6 +34,50 @@ use crate::watch::state::INDEX_KEY;
 /// How long a log stream waits for the pods of a finished Job to show up.
 const POD_GRACE: Duration = Duration::from_secs(2);
 
+/// The context key of the error that ends a log stream whose lines are not all there.
+pub const LOG_STREAM_CONTEXT: &str = "log_stream";
+/// Its value.
+pub const INCOMPLETE: &str = "incomplete";
+
+/// Whether `err` is the last item of a log stream that could not deliver every line
+/// (a pod deleted before its log was read to the end, a kept log whose capture was cut
+/// off). The lines before it are real; the message says what is missing. A consumer
+/// shows it as a warning rather than as a failure of the step.
+pub fn is_incomplete_log(err: &Error) -> bool {
+    err.context_value(LOG_STREAM_CONTEXT) == Some(INCOMPLETE)
+}
+
+fn incomplete(message: String) -> Error {
+    Error::new(ErrorKind::Unavailable, message).with_context(LOG_STREAM_CONTEXT, INCOMPLETE)
+}
+
+/// A step's kept log, read from its file without a cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct KeptLog {
+    /// Every kept line, once, in the order it was kept.
+    pub lines: Vec<LogLine>,
+    /// Why lines are missing, when the capture could not read every line.
+    pub incomplete: Option<String>,
+}
+
+/// Reads the kept log file of a step (`KubernetesHandle::log_file`): each line once
+/// (a file two processes wrote without the lock may repeat lines), and whether the
+/// capture could not read every line. A missing file is an empty log.
+pub fn read_kept_log(path: &Path) -> KeptLog {
+    let (lines, incomplete) = read_kept(path);
+    KeptLog {
+        lines: lines.into_iter().map(|s| s.line).collect(),
+        incomplete,
+    }
+}
+
+/// The record a kept log file ends with when its capture could not read every line.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IncompleteRecord {
+    incomplete: String,
+}
+
 /// The log file of a step run, if logs are kept.
 pub(crate) fn log_file(state_dir: Option<&Path>, step_run_id: &str, keep: bool) -> Option<PathBuf> {
     let dir = state_dir.filter(|_| keep)?;
@@ -68,7 +112,14 @@ impl Position {
     }
 }
 
-/// Writes each line of a step run to its file exactly once, whichever stream saw it.
+/// Writes each line of a step run to its file exactly once, whichever stream saw it,
+/// in this process or another (`step run` and `step attach` follow the same step).
+///
+/// A write takes an exclusive lock on the file (`flock`), first reads what other
+/// processes appended since this one last looked, and appends only the lines after the
+/// last one the file holds for that pod. Replaying the file also skips repeated
+/// positions, so a file written before this rule (or by a process without locks)
+/// still reads once.
 #[derive(Debug, Default)]
 pub(crate) struct LogFiles {
     files: Mutex<HashMap<PathBuf, Arc<Mutex<FileState>>>>,
@@ -78,7 +129,42 @@ pub(crate) struct LogFiles {
 struct FileState {
     /// Last written position per pod index (`u32::MAX` for single-pod steps).
     last: HashMap<u32, Position>,
+    /// How many bytes of the file `last` accounts for (whole lines).
+    len: u64,
     broken: bool,
+}
+
+impl FileState {
+    /// Takes in the lines of the file after `self.len` (up to its last newline); reads
+    /// the whole file again if it shrank (replaced). Returns whether the file ends in
+    /// a partial line (a writer died mid-line).
+    fn catch_up(&mut self, path: &Path, file_len: u64) -> std::io::Result<bool> {
+        use std::io::{Read as _, Seek as _};
+        if file_len < self.len {
+            *self = FileState::default();
+        }
+        if file_len == self.len {
+            return Ok(false);
+        }
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(self.len))?;
+        let mut tail = Vec::new();
+        file.take(file_len - self.len).read_to_end(&mut tail)?;
+        let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in tail[..whole].split(|b| *b == b'\n') {
+            if let Ok(stored) = serde_json::from_slice::<StoredLine>(line) {
+                self.last.insert(
+                    stored.line.pod_index.unwrap_or(u32::MAX),
+                    Position {
+                        ts: stored.line.timestamp,
+                        ordinal: stored.ordinal,
+                    },
+                );
+            }
+        }
+        self.len += whole as u64;
+        Ok(whole < tail.len())
+    }
 }
 
 impl LogFiles {
@@ -86,12 +172,42 @@ impl LogFiles {
         self.files
             .lock()
             .entry(path.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(read_positions(path))))
+            .or_default()
             .clone()
     }
 
+    /// Records in the file that its capture could not read every line (why, for the
+    /// readers of the file).
+    pub(crate) fn mark_incomplete(&self, path: &Path, why: &str) {
+        let state = self.state(path);
+        let mut state = state.lock();
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                stepstack_core::private_fs::create_dir_all(dir)?;
+            }
+            let mut file = stepstack_core::private_fs::append(path)?;
+            file.lock()?;
+            let file_len = file.metadata()?.len();
+            let partial = state.catch_up(path, file_len)?;
+            let mut text = if partial { vec![b'\n'] } else { Vec::new() };
+            serde_json::to_writer(
+                &mut text,
+                &IncompleteRecord {
+                    incomplete: why.to_owned(),
+                },
+            )?;
+            text.push(b'\n');
+            file.write_all(&text)?;
+            state.len = file_len + text.len() as u64;
+            Ok(())
+        })();
+        if let Err(err) = result {
+            tracing::warn!(file = %path.display(), error = %err, "cannot mark the step's log file incomplete");
+        }
+    }
+
     /// Appends the lines of one pod (all with the same pod index) that come after the
-    /// last line written for that pod, in one write.
+    /// last line the file holds for that pod, in one write.
     fn write(&self, path: &Path, lines: &[(LogLine, Position)]) {
         let Some((first, _)) = lines.first() else {
             return;
@@ -102,42 +218,45 @@ impl LogFiles {
         if state.broken {
             return;
         }
-        let last = state.last.get(&key).copied();
-        let mut text = Vec::new();
-        let mut written = None;
-        // The lines of one write share their timestamp: render it once.
-        let mut rendered: Option<(Timestamp, Vec<u8>)> = None;
-        for (line, position) in lines {
-            if last.is_some_and(|last| !last.is_before(position))
-                || written.is_some_and(|w: Position| !w.is_before(position))
-            {
-                continue;
-            }
-            if let Err(err) = encode_line(&mut text, line, position.ordinal, &mut rendered) {
-                tracing::warn!(file = %path.display(), error = %err, "cannot encode a log line; logs are not kept");
-                state.broken = true;
-                return;
-            }
-            written = Some(*position);
-        }
-        let Some(written) = written else {
-            return;
-        };
         let result = (|| -> std::io::Result<()> {
-            // Logs can hold anything the step printed: owner-only, like the home.
             if let Some(dir) = path.parent() {
                 stepstack_core::private_fs::create_dir_all(dir)?;
             }
-            stepstack_core::private_fs::append(path)?.write_all(&text)
+            let mut file = stepstack_core::private_fs::append(path)?;
+            // One writer at a time across processes; the lock goes with `file`.
+            file.lock()?;
+            let file_len = file.metadata()?.len();
+            let partial = state.catch_up(path, file_len)?;
+            let last = state.last.get(&key).copied();
+            let mut text = Vec::new();
+            if partial {
+                // End the dead writer's partial line, so ours start on a line of their own.
+                text.push(b'\n');
+            }
+            let mut written = None;
+            // The lines of one write share their timestamp: render it once.
+            let mut rendered: Option<(Timestamp, Vec<u8>)> = None;
+            for (line, position) in lines {
+                if last.is_some_and(|last| !last.is_before(position))
+                    || written.is_some_and(|w: Position| !w.is_before(position))
+                {
+                    continue;
+                }
+                encode_line(&mut text, line, position.ordinal, &mut rendered)
+                    .map_err(std::io::Error::other)?;
+                written = Some(*position);
+            }
+            let Some(written) = written else {
+                return Ok(());
+            };
+            file.write_all(&text)?;
+            state.last.insert(key, written);
+            state.len = file_len + text.len() as u64;
+            Ok(())
         })();
-        match result {
-            Ok(()) => {
-                state.last.insert(key, written);
-            }
-            Err(err) => {
-                tracing::warn!(file = %path.display(), error = %err, "cannot write the step's log file; logs are not kept");
-                state.broken = true;
-            }
+        if let Err(err) = result {
+            tracing::warn!(file = %path.display(), error = %err, "cannot write the step's log file; logs are not kept");
+            state.broken = true;
         }
     }
 }
@@ -178,27 +297,39 @@ struct StoredLine {
     ordinal: u32,
 }
 
+/// The lines of a kept log file, each position once (a file written by two processes
+/// without the lock may repeat lines; lines without a timestamp cannot be told apart
+/// and are all kept).
+#[cfg(test)]
 fn read_stored(path: &Path) -> Vec<StoredLine> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    read_kept(path).0
 }
 
-fn read_positions(path: &Path) -> FileState {
-    let mut state = FileState::default();
-    for stored in read_stored(path) {
-        state.last.insert(
-            stored.line.pod_index.unwrap_or(u32::MAX),
-            Position {
-                ts: stored.line.timestamp,
-                ordinal: stored.ordinal,
-            },
-        );
-    }
-    state
+/// The lines of a kept log file (as [`read_stored`]) and, if its capture was cut off,
+/// why.
+fn read_kept(path: &Path) -> (Vec<StoredLine>, Option<String>) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return (Vec::new(), None);
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut incomplete = None;
+    let lines = text
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<StoredLine>(l) {
+            Ok(stored) => Some(stored),
+            Err(_) => {
+                if let Ok(record) = serde_json::from_str::<IncompleteRecord>(l) {
+                    incomplete = Some(record.incomplete);
+                }
+                None
+            }
+        })
+        .filter(|s| {
+            s.line.timestamp.is_none()
+                || seen.insert((s.line.pod_index, s.line.timestamp, s.ordinal))
+        })
+        .collect();
+    (lines, incomplete)
 }
 
 /// The last timestamp parsed and its text: the lines of one write of the container
@@ -253,6 +384,28 @@ struct Ctx {
     multi: bool,
     /// Only lines written after this time.
     after: Option<Timestamp>,
+    /// Set by `wait` once the step's outcome is known.
+    over: Arc<StepOver>,
+}
+
+/// That the step's outcome is known: a capture with nothing left to read (no Job, no
+/// pod) may end then, instead of waiting for pods that will never come.
+#[derive(Debug, Default)]
+struct StepOver {
+    flag: std::sync::atomic::AtomicBool,
+    /// Stores a wake-up if the capture is not waiting at that moment.
+    notify: tokio::sync::Notify,
+}
+
+impl StepOver {
+    fn set(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The logs of the step of `handle`.
@@ -262,7 +415,7 @@ pub(crate) async fn logs(
     follow: bool,
     after: Option<Timestamp>,
 ) -> Result<LogStream> {
-    let (mut rx, _task) = start(inner, handle, follow, after).await?;
+    let (mut rx, _task) = start(inner, handle, follow, after, Arc::default()).await?;
     let mut pending = Vec::new().into_iter();
     Ok(futures::stream::poll_fn(move |cx| {
         loop {
@@ -279,16 +432,77 @@ pub(crate) async fn logs(
     .boxed())
 }
 
+/// How long the end of a step's log capture may go without a new line before `wait`
+/// stops it (and marks the kept log incomplete). A capture that keeps reading is never
+/// cut off.
+const CAPTURE_IDLE: Duration = Duration::from_secs(30);
+
+/// The log capture of a step being waited for.
+pub(crate) struct Capture {
+    task: tokio::task::JoinHandle<Option<String>>,
+    over: Arc<StepOver>,
+    /// Batches captured so far.
+    progress: tokio::sync::watch::Receiver<u64>,
+    inner: Arc<Inner>,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Lets the capture read the end of the log (as long as it makes progress), and
+    /// marks the kept log incomplete if it could not read every line.
+    pub(crate) async fn finish(mut self) {
+        self.over.set();
+        let task = &mut self.task;
+        let why = loop {
+            tokio::select! {
+                ended = &mut *task => break ended.unwrap_or_else(|_| Some("the log capture stopped".into())),
+                changed = self.progress.changed() => {
+                    if changed.is_err() {
+                        // The capture has ended; its result follows.
+                        break (&mut *task).await.unwrap_or(None);
+                    }
+                }
+                () = tokio::time::sleep(CAPTURE_IDLE) => {
+                    task.abort();
+                    break Some(format!("no new line for {CAPTURE_IDLE:?} after the step ended; the capture was stopped"));
+                }
+            }
+        };
+        if let Some(why) = why {
+            tracing::warn!(file = %self.file.display(), %why, "the kept log of the step is incomplete");
+            self.inner.log_files.mark_incomplete(&self.file, &why);
+        }
+    }
+}
+
 /// Follows the logs of the step of `handle` into its log file only (used while
 /// waiting, so the logs are kept even if nobody reads them).
-pub(crate) async fn capture(
-    inner: &Arc<Inner>,
-    handle: &StepHandle,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let (mut rx, task) = start(inner, handle, true, None).await?;
-    Ok(tokio::spawn(async move {
-        while rx.recv().await.is_some() {}
+pub(crate) async fn capture(inner: &Arc<Inner>, handle: &StepHandle) -> Result<Option<Capture>> {
+    let data = KubernetesHandle::from_handle(handle)?;
+    let Some(file) = data.log_file.clone() else {
+        return Ok(None);
+    };
+    let over = Arc::new(StepOver::default());
+    let (mut rx, task) = start(inner, handle, true, None, over.clone()).await?;
+    let (progress_tx, progress) = tokio::sync::watch::channel(0u64);
+    let task = tokio::spawn(async move {
+        let mut why = None;
+        while let Some(batch) = rx.recv().await {
+            match batch {
+                Ok(_) => progress_tx.send_modify(|n| *n += 1),
+                // An incomplete stream, or one that failed: the file lacks lines.
+                Err(err) => why = Some(err.to_string()),
+            }
+        }
         drop(task);
+        why
+    });
+    Ok(Some(Capture {
+        task,
+        over,
+        progress,
+        inner: inner.clone(),
+        file,
     }))
 }
 
@@ -297,6 +511,7 @@ async fn start(
     handle: &StepHandle,
     follow: bool,
     after: Option<Timestamp>,
+    over: Arc<StepOver>,
 ) -> Result<(
     mpsc::Receiver<Result<Vec<LogLine>>>,
     tokio::task::JoinHandle<()>,
@@ -315,6 +530,7 @@ async fn start(
         files: inner.clone(),
         multi: data.pod_count > 1,
         after,
+        over,
     });
     let (tx, rx) = mpsc::channel(BATCHES_IN_FLIGHT);
     let task = tokio::spawn(produce(ctx, data, follow, tx));
@@ -327,6 +543,9 @@ async fn produce(ctx: Arc<Ctx>, data: KubernetesHandle, follow: bool, tx: Tx) {
     // Signalled by each pod's stream when it ends, so the stream as a whole ends as soon
     // as the last pod's log does (no watch event follows that moment).
     let stream_ended = Arc::new(tokio::sync::Notify::new());
+    // Pods whose log could not be read to its end (deleted first): the stream says so
+    // at its end instead of ending as if it were complete.
+    let cut_off: Arc<Mutex<Vec<String>>> = Arc::default();
     // When the Job was first seen finished: its pods may still be on their way through
     // the pods' watch, so the stream waits a little for them.
     let mut done_since: Option<tokio::time::Instant> = None;
@@ -334,6 +553,7 @@ async fn produce(ctx: Arc<Ctx>, data: KubernetesHandle, follow: bool, tx: Tx) {
     let mut retry_since: Option<tokio::time::Instant> = None;
     let mut latest_n: Option<u32> = None;
     let mut listed_after_done = false;
+    let mut listed_when_over = false;
     loop {
         let attempts = ctx.watch.snapshot(&ctx.step_run);
         let latest = attempts
@@ -386,13 +606,18 @@ async fn produce(ctx: Arc<Ctx>, data: KubernetesHandle, follow: bool, tx: Tx) {
             let index = pod_index(pod);
             let pod_name = name.clone();
             let ended = stream_ended.clone();
+            let cut_off = cut_off.clone();
             started.insert(
                 name,
                 tokio::spawn(async move {
-                    if let Err(err) = follow_pod(&ctx, &pod_name, index, true, &tx).await
-                        && err.kind() != ErrorKind::NotFound
-                    {
-                        let _ = tx.send(Err(err)).await;
+                    match follow_pod(&ctx, &pod_name, index, true, &tx).await {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == ErrorKind::NotFound => {
+                            cut_off.lock().push(pod_name);
+                        }
+                        Err(err) => {
+                            let _ = tx.send(Err(err)).await;
+                        }
                     }
                     ended.notify_one();
                 }),
@@ -458,6 +683,21 @@ async fn produce(ctx: Arc<Ctx>, data: KubernetesHandle, follow: bool, tx: Tx) {
             if started.is_empty() && tx.capacity() == tx.max_capacity() {
                 replay_file(&ctx, &tx).await;
             }
+            let cut_off = std::mem::take(&mut *cut_off.lock());
+            if !cut_off.is_empty() {
+                let _ = tx
+                    .send(Err(incomplete(format!(
+                        "the live log of step run {} is incomplete: pod {} was deleted before its log was read to the end{}",
+                        ctx.step_run,
+                        cut_off.join(", "),
+                        if ctx.file.is_some() {
+                            "; the kept log may have the rest"
+                        } else {
+                            ""
+                        }
+                    ))))
+                    .await;
+            }
             return;
         }
         if tx.is_closed() {
@@ -466,7 +706,19 @@ async fn produce(ctx: Arc<Ctx>, data: KubernetesHandle, follow: bool, tx: Tx) {
             }
             return;
         }
+        if ctx.over.is_set() && started.is_empty() && pods.is_empty() {
+            // The step is over and it has no pod to read (its Job was never created,
+            // or is gone with its pods): read the pods once directly, in case the
+            // watch lags, and end if there are none.
+            if !listed_when_over {
+                listed_when_over = true;
+                list_pods(&ctx, latest_attempt(&attempts, data.attempt)).await;
+                continue;
+            }
+            return;
+        }
         tokio::select! {
+            () = ctx.over.notify.notified() => {}
             _ = sub.changed() => {}
             _ = stream_ended.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)), if finished || done_since.is_some() => {}
@@ -481,10 +733,14 @@ fn retry_due(
     data: &KubernetesHandle,
 ) -> Option<Duration> {
     let job = attempt.job.as_deref()?;
-    let crate::outcome::Verdict::Failed(failure) =
-        crate::outcome::evaluate(attempt, &data.policy.deadlines, Timestamp::now())
-    else {
-        return None;
+    let failure = match crate::outcome::evaluate(attempt, &data.policy.deadlines, Timestamp::now())
+    {
+        crate::outcome::Verdict::Failed(failure) => failure,
+        crate::outcome::Verdict::Succeeded => return None,
+        // Not judged yet although its pods ended (the Job failed but the pods' watch has
+        // not shown why, or the Job is not marked complete yet): wait for the verdict,
+        // or the stream could end before a retry it should follow.
+        crate::outcome::Verdict::Waiting { .. } => return Some(Duration::from_secs(30)),
     };
     match data
         .policy
@@ -548,18 +804,29 @@ async fn list_pods(ctx: &Ctx, attempt: u32) -> Vec<Arc<Pod>> {
 /// Sends the kept log of a step whose pods are gone.
 async fn replay_file(ctx: &Ctx, tx: &Tx) {
     let Some(path) = &ctx.file else { return };
-    let mut lines = read_stored(path)
-        .into_iter()
-        .map(|stored| stored.line)
-        .filter(|line| match (ctx.after, line.timestamp) {
+    let (lines, cut_off) = read_kept(path);
+    let mut lines = lines.into_iter().map(|stored| stored.line).filter(|line| {
+        match (ctx.after, line.timestamp) {
             (Some(after), Some(ts)) => ts > after,
             _ => true,
-        });
+        }
+    });
     loop {
         let batch: Vec<LogLine> = lines.by_ref().take(REPLAY_BATCH).collect();
-        if batch.is_empty() || tx.send(Ok(batch)).await.is_err() {
+        if batch.is_empty() {
+            break;
+        }
+        if tx.send(Ok(batch)).await.is_err() {
             return;
         }
+    }
+    if let Some(why) = cut_off {
+        let _ = tx
+            .send(Err(incomplete(format!(
+                "the kept log of step run {} is incomplete: {why}",
+                ctx.step_run
+            ))))
+            .await;
     }
 }
 
@@ -873,6 +1140,137 @@ mod tests {
         };
         assert!(a.is_before(&b) && b.is_before(&c) && a.is_before(&c));
         assert!(!b.is_before(&a) && !a.is_before(&a));
+    }
+
+    /// Issue 15, item 2: two processes (`step run` and `step attach`) follow the same
+    /// step and both write the kept file. Over many generated logs, chunkings and
+    /// interleavings, the file holds every line exactly once, in order per pod.
+    mod two_writers {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One network read of one writer: (writer, lines).
+        type Chunk<'a> = (usize, &'a [(LogLine, Position)]);
+
+        /// The lines of one pod: (second, text), seconds non-decreasing.
+        fn pod_lines() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(0u8..3, 1..25)
+        }
+
+        fn positioned(steps: &[u8], pod: Option<u32>) -> Vec<(LogLine, Position)> {
+            let mut second = 0i64;
+            let mut previous: Option<Position> = None;
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, step)| {
+                    second += i64::from(*step);
+                    let ts = Timestamp::from_second(1_700_000_000 + second).unwrap();
+                    let ordinal = match previous {
+                        Some(p) if p.ts == Some(ts) => p.ordinal + 1,
+                        _ => 1,
+                    };
+                    let position = Position {
+                        ts: Some(ts),
+                        ordinal,
+                    };
+                    previous = Some(position);
+                    let mut line = LogLine::new(Some(ts), format!("{pod:?}-{i}"));
+                    if let Some(index) = pod {
+                        line = line.with_pod_index(index);
+                    }
+                    (line, position)
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+            #[test]
+            fn every_line_is_kept_once_whoever_writes_it(
+                pods in proptest::collection::vec(pod_lines(), 1..3),
+                cuts in proptest::collection::vec(1usize..6, 64),
+                order in proptest::collection::vec(0usize..64, 128),
+                late_start in 0usize..20,
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = log_file(Some(dir.path()), "sr", true).unwrap();
+                let multi = pods.len() > 1;
+                let lines: Vec<Vec<(LogLine, Position)>> = pods
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| positioned(p, multi.then_some(i as u32)))
+                    .collect();
+                // Each writer (process) delivers every pod's log from its start, in
+                // chunks (network reads); the chunks of all writers interleave.
+                let mut chunks: Vec<Vec<Chunk<'_>>> = Vec::new();
+                let mut cut = cuts.iter().cycle();
+                for writer in 0..2 {
+                    let mut queue = Vec::new();
+                    for pod in &lines {
+                        let mut rest = pod.as_slice();
+                        while !rest.is_empty() {
+                            let n = (*cut.next().unwrap()).min(rest.len());
+                            queue.push((writer, &rest[..n]));
+                            rest = &rest[n..];
+                        }
+                    }
+                    chunks.push(queue);
+                }
+                let writers = [LogFiles::default(), LogFiles::default()];
+                let mut next = [0usize; 2];
+                let mut picks = order.iter().cycle();
+                let mut steps = 0;
+                while next[0] < chunks[0].len() || next[1] < chunks[1].len() {
+                    // The second process starts late: only the first writes at first.
+                    let writer = if steps < late_start { 0 } else { picks.next().unwrap() % 2 };
+                    steps += 1;
+                    let writer = if next[writer] < chunks[writer].len() { writer } else { 1 - writer };
+                    let (w, chunk) = chunks[writer][next[writer]];
+                    writers[w].write(&path, chunk);
+                    next[writer] += 1;
+                }
+                let raw: Vec<StoredLine> = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                for (i, pod) in lines.iter().enumerate() {
+                    let index = multi.then_some(i as u32);
+                    let expected: Vec<&str> = pod.iter().map(|(l, _)| l.text.as_str()).collect();
+                    let kept: Vec<&str> = raw
+                        .iter()
+                        .filter(|s| s.line.pod_index == index)
+                        .map(|s| s.line.text.as_str())
+                        .collect();
+                    prop_assert_eq!(kept, expected);
+                }
+            }
+        }
+
+        #[test]
+        fn a_file_with_repeated_lines_replays_each_once() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("old.jsonl");
+            let lines = positioned(&[0, 1, 1, 0, 1], None);
+            let mut text = Vec::new();
+            // How a file written by two processes before the lock looked: d1 d2 d3 d3 d4 d4 d5 d5.
+            for i in [0, 1, 2, 2, 3, 3, 4, 4] {
+                let (line, position) = &lines[i];
+                encode_line(&mut text, line, position.ordinal, &mut None).unwrap();
+            }
+            std::fs::write(&path, text).unwrap();
+            let texts: Vec<String> = read_stored(&path)
+                .into_iter()
+                .map(|s| s.line.text)
+                .collect();
+            assert_eq!(texts, ["None-0", "None-1", "None-2", "None-3", "None-4"]);
+            // A process that writes after them goes on after the last line.
+            let files = LogFiles::default();
+            files.write(&path, &lines[3..]);
+            assert_eq!(read_stored(&path).len(), 5);
+            assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 8);
+        }
     }
 
     #[test]

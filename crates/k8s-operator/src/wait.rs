@@ -184,20 +184,15 @@ impl<'a> Waiter<'a> {
 pub(crate) async fn wait(inner: &Arc<Inner>, handle: &StepHandle) -> Result<StepOutcome> {
     let w = Box::pin(Waiter::new(inner, handle)).await?;
     let mut sub = w.watch.subscribe(&w.data.step_run_label);
-    let capture = match &w.data.log_file {
-        Some(_) => Box::pin(crate::logs::capture(inner, handle)).await.ok(),
-        None => None,
-    };
+    let capture = Box::pin(crate::logs::capture(inner, handle))
+        .await
+        .ok()
+        .flatten();
     let outcome = wait_loop(&w, &mut sub).await;
     if let Some(capture) = capture {
-        // Let the log capture read the end of the log, then stop it.
-        let abort = capture.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(5), capture)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
+        // The kept log gets every line: let the capture read the end of the log for as
+        // long as it makes progress (it is marked incomplete if it cannot).
+        Box::pin(capture.finish()).await;
     }
     if let Ok(outcome) = &outcome {
         record_outcome(inner, handle, outcome);
