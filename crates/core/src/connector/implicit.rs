@@ -5,6 +5,7 @@
 //! shared server they would hand out the server's own identity.
 
 use super::AuthMethodSpec;
+use super::validation::ConnectorScope;
 use crate::{Error, ErrorKind, Result};
 
 /// The environment variable that enables implicit auth methods.
@@ -22,7 +23,7 @@ pub struct ImplicitAuthGate {
 
 impl ImplicitAuthGate {
     /// A gate that allows implicit methods when `enabled`.
-    pub fn new(enabled: bool) -> Self {
+    pub const fn new(enabled: bool) -> Self {
         ImplicitAuthGate { enabled }
     }
 
@@ -58,6 +59,12 @@ impl ImplicitAuthGate {
         )
         .with_context("connector", connector.to_owned())
         .with_context("auth_method", method.auth_method.clone()))
+    }
+
+    /// [`check`](Self::check) for the auth method and name of a connector's `scope`: the
+    /// gate every use of a connector's credentials (connect, login, verify) passes first.
+    pub fn check_scope(self, scope: &ConnectorScope) -> Result<()> {
+        self.check(scope.name(), scope.auth_method())
     }
 }
 

@@ -1,8 +1,10 @@
 //! The `ServiceConnector` contract: turn stored credentials into access to a resource
 //! (here: a Kubernetes cluster), and say which resources they reach.
 
+mod access;
 mod cached;
 mod config;
+mod error;
 mod expiry;
 mod implicit;
 pub mod kubeconfig;
@@ -21,7 +23,9 @@ pub use qualified::{qualified_ids, split_qualified};
 pub use report::{ResourceTypeResources, ResourcesReport};
 pub use spec::{AuthMethodSpec, ConnectorTypeSpec, ExpirationBounds, ResourceTypeSpec};
 
+pub use access::{ClusterRequest, ClusterUse, authorize_cluster};
 pub use cached::{CachedConnection, Clock, derived_client_config};
+pub use error::ConnectorError;
 pub use expiry::{DEFAULT_EXPIRY_SKEW, check_not_expired, has_expired, skew_tolerance};
 pub use implicit::{IMPLICIT_AUTH_ENV, ImplicitAuthGate};
 pub use validation::{

@@ -1,0 +1,320 @@
+//! The checks every use of a connector's credentials for one cluster starts with, in one
+//! order: the request is resolved against the connector's scope, the resource type must
+//! have a Kubernetes API, the implicit-auth gate must be open for implicit methods, the
+//! credentials must not have expired, and exactly one cluster must be named.
+//!
+//! Connectors call [`authorize_cluster`] at the start of `connect` and
+//! `configure_local_client` instead of writing this preamble again, so every connector
+//! refuses the same requests with the same errors, in the same order.
+
+use jiff::Timestamp;
+
+use super::validation::{ConnectorScope, ResourceIds, ResourceRequest};
+use super::{ImplicitAuthGate, KUBERNETES_CLUSTER};
+use crate::{Error, ErrorKind, Result};
+
+/// What the caller is about to do with the cluster; it words the refusal of a resource
+/// type that has no Kubernetes API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterUse {
+    /// `ServiceConnector::connect`: a connection for a Kubernetes client.
+    Connect,
+    /// `ServiceConnector::configure_local_client`: a kubeconfig context (login).
+    ConfigureLocalClient,
+}
+
+/// A request for one cluster, as `connect` and `configure_local_client` receive it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterRequest<'a> {
+    /// The resource type asked for (it must be [`KUBERNETES_CLUSTER`]).
+    pub resource_type: &'a str,
+    /// The resource id asked for; `None` takes the connector's scoped or only cluster.
+    pub resource_id: Option<&'a str>,
+    /// What the cluster is for.
+    pub purpose: ClusterUse,
+}
+
+impl<'a> ClusterRequest<'a> {
+    /// A request to connect to a cluster.
+    pub fn connect(resource_type: &'a str, resource_id: Option<&'a str>) -> Self {
+        ClusterRequest {
+            resource_type,
+            resource_id,
+            purpose: ClusterUse::Connect,
+        }
+    }
+
+    /// A request to configure the local client (write a kubeconfig context).
+    pub fn configure_local_client(resource_type: &'a str, resource_id: Option<&'a str>) -> Self {
+        ClusterRequest {
+            resource_type,
+            resource_id,
+            purpose: ClusterUse::ConfigureLocalClient,
+        }
+    }
+}
+
+/// Runs the preamble of a cluster request and returns the canonical id of the one
+/// cluster to use.
+///
+/// In order, each failure stopping the rest:
+/// 1. the request is resolved against `scope` with `ids` (an unserved resource type, an
+///    id outside the scope, or no id where the connector reaches several clusters are
+///    `InvalidSettings`; an id the connector cannot reach is `PermissionDenied`);
+/// 2. a resource type other than [`KUBERNETES_CLUSTER`] is `Unsupported`;
+/// 3. an implicit auth method with `gate` closed is `PermissionDenied`;
+/// 4. credentials that count as expired at `now` (skew included) are `Unauthenticated`.
+pub fn authorize_cluster(
+    scope: &ConnectorScope,
+    ids: &dyn ResourceIds,
+    gate: ImplicitAuthGate,
+    request: ClusterRequest<'_>,
+    now: Timestamp,
+) -> Result<String> {
+    let resolved = scope.resolve(
+        ids,
+        ResourceRequest::one(request.resource_type, request.resource_id),
+    )?;
+    if resolved.resource_type.as_deref() != Some(KUBERNETES_CLUSTER) {
+        let message = match request.purpose {
+            ClusterUse::Connect => format!(
+                "connector `{}` can only connect to `{KUBERNETES_CLUSTER}` resources; `{}` has no Kubernetes API",
+                scope.name(),
+                request.resource_type
+            ),
+            ClusterUse::ConfigureLocalClient => format!(
+                "connector `{}` can only configure a local client for `{KUBERNETES_CLUSTER}` resources",
+                scope.name()
+            ),
+        };
+        return Err(Error::new(ErrorKind::Unsupported, message)
+            .with_context("connector", scope.name().to_owned()));
+    }
+    gate.check_scope(scope)?;
+    scope.check_not_expired(now)?;
+    // `ResourceRequest::one` requires an id, so `resolve` has refused a request without.
+    resolved.resource_id.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            format!(
+                "connector `{}` resolved a cluster request to no cluster",
+                scope.name()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::{
+        AuthMethodSpec, ConnectorConfig, ConnectorTypeSpec, IMPLICIT_AUTH_ENV, ResourceTypeSpec,
+    };
+
+    /// A connector type with a key and an implicit method, reaching clusters (many) and
+    /// one account (single instance).
+    fn spec() -> ConnectorTypeSpec {
+        let schema = serde_json::json!({"type": "object"});
+        ConnectorTypeSpec::new("Cloud", "cloud", "a cloud")
+            .with_auth_method(AuthMethodSpec::new(
+                "Key",
+                "secret-key",
+                "a key",
+                schema.clone(),
+            ))
+            .with_auth_method(
+                AuthMethodSpec::new("Ambient", "implicit", "the machine's", schema).implicit(),
+            )
+            .with_resource_type(ResourceTypeSpec::new(
+                "cluster",
+                KUBERNETES_CLUSTER,
+                "clusters",
+                ["secret-key", "implicit"],
+                true,
+            ))
+            .with_resource_type(ResourceTypeSpec::new(
+                "account",
+                "account",
+                "the account",
+                ["secret-key", "implicit"],
+                false,
+            ))
+    }
+
+    /// Cluster ids are lower-cased names; the account's one id is `acct`.
+    struct Ids;
+
+    impl ResourceIds for Ids {
+        fn canonical_resource_id(&self, _: &str, resource_id: &str) -> Result<String> {
+            Ok(resource_id.trim().to_ascii_lowercase())
+        }
+        fn default_resource_id(&self, _: &str) -> Option<String> {
+            Some("acct".to_owned())
+        }
+    }
+
+    fn scope(config: ConnectorConfig) -> ConnectorScope {
+        ConnectorScope::new(&spec(), config, &Ids).unwrap()
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn now() -> Timestamp {
+        at("2030-01-01T12:00:00Z")
+    }
+
+    const OPEN: ImplicitAuthGate = ImplicitAuthGate::new(true);
+    const CLOSED: ImplicitAuthGate = ImplicitAuthGate::new(false);
+
+    #[test]
+    fn the_cluster_id_comes_from_the_request_or_the_scope_in_canonical_form() {
+        let multi = scope(ConnectorConfig::new("c", "cloud", "secret-key"));
+        let id = authorize_cluster(
+            &multi,
+            &Ids,
+            CLOSED,
+            ClusterRequest::connect(KUBERNETES_CLUSTER, Some(" Prod ")),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(id, "prod");
+        let scoped = scope(
+            ConnectorConfig::new("c", "cloud", "secret-key")
+                .with_resource_types([KUBERNETES_CLUSTER])
+                .with_resource_id("Prod"),
+        );
+        for asked in [None, Some("prod"), Some("PROD")] {
+            let id = authorize_cluster(
+                &scoped,
+                &Ids,
+                CLOSED,
+                ClusterRequest::configure_local_client(KUBERNETES_CLUSTER, asked),
+                now(),
+            )
+            .unwrap();
+            assert_eq!(id, "prod", "{asked:?}");
+        }
+        // Another cluster than the scoped one, and no cluster where several are reached.
+        let err = authorize_cluster(
+            &scoped,
+            &Ids,
+            CLOSED,
+            ClusterRequest::connect(KUBERNETES_CLUSTER, Some("dev")),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSettings);
+        assert!(
+            err.message().contains("is scoped to the cluster `prod`"),
+            "{err}"
+        );
+        let err = authorize_cluster(
+            &multi,
+            &Ids,
+            CLOSED,
+            ClusterRequest::connect(KUBERNETES_CLUSTER, None),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSettings);
+        assert_eq!(
+            err.message(),
+            "connector `c` reaches several cluster resources; say which one with a resource id"
+        );
+    }
+
+    #[test]
+    fn unserved_types_and_types_without_a_kubernetes_api_are_refused_first() {
+        let multi = scope(ConnectorConfig::new("c", "cloud", "implicit"));
+        // Refused before the (closed) gate is looked at.
+        let err = authorize_cluster(
+            &multi,
+            &Ids,
+            CLOSED,
+            ClusterRequest::connect("bucket", Some("b")),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSettings);
+        let err = authorize_cluster(
+            &multi,
+            &Ids,
+            CLOSED,
+            ClusterRequest::connect("account", None),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            err.message(),
+            "connector `c` can only connect to `kubernetes-cluster` resources; `account` has no Kubernetes API"
+        );
+        let err = authorize_cluster(
+            &multi,
+            &Ids,
+            OPEN,
+            ClusterRequest::configure_local_client("account", None),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            err.message(),
+            "connector `c` can only configure a local client for `kubernetes-cluster` resources"
+        );
+        assert_eq!(err.context_value("connector"), Some("c"));
+    }
+
+    #[test]
+    fn implicit_methods_need_the_open_gate_and_explicit_ones_do_not() {
+        let implicit = scope(ConnectorConfig::new("amb", "cloud", "implicit"));
+        let request = ClusterRequest::connect(KUBERNETES_CLUSTER, Some("prod"));
+        let err = authorize_cluster(&implicit, &Ids, CLOSED, request, now()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert!(err.message().contains(IMPLICIT_AUTH_ENV), "{err}");
+        assert_eq!(err.context_value("auth_method"), Some("implicit"));
+        assert_eq!(
+            authorize_cluster(&implicit, &Ids, OPEN, request, now()).unwrap(),
+            "prod"
+        );
+        let explicit = scope(ConnectorConfig::new("key", "cloud", "secret-key"));
+        assert_eq!(
+            authorize_cluster(&explicit, &Ids, CLOSED, request, now()).unwrap(),
+            "prod"
+        );
+    }
+
+    #[test]
+    fn expiry_counts_the_skew_and_comes_after_the_gate() {
+        let request = ClusterRequest::connect(KUBERNETES_CLUSTER, Some("prod"));
+        let mut config = ConnectorConfig::new("old", "cloud", "secret-key");
+        config.expires_at = Some(at("2030-01-01T12:05:00Z"));
+        // 300 s early by default: at 12:00 the credentials count as expired…
+        let err =
+            authorize_cluster(&scope(config.clone()), &Ids, CLOSED, request, now()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+        assert!(err.message().contains("have expired"), "{err}");
+        // …one second earlier they are still good.
+        let before = at("2030-01-01T11:59:59Z");
+        assert!(authorize_cluster(&scope(config.clone()), &Ids, CLOSED, request, before).is_ok());
+        // With a 60 s tolerance they are good until 12:04.
+        config.expires_skew_tolerance = Some(60);
+        assert!(authorize_cluster(&scope(config.clone()), &Ids, CLOSED, request, now()).is_ok());
+        let late = at("2030-01-01T12:04:00Z");
+        assert!(authorize_cluster(&scope(config.clone()), &Ids, CLOSED, request, late).is_err());
+        // No expiry: never expired.
+        config.expires_at = None;
+        let far = at("2100-01-01T00:00:00Z");
+        assert!(authorize_cluster(&scope(config), &Ids, CLOSED, request, far).is_ok());
+        // An implicit method behind a closed gate is refused as such, expired or not.
+        let mut implicit = ConnectorConfig::new("amb", "cloud", "implicit");
+        implicit.expires_at = Some(at("2000-01-01T00:00:00Z"));
+        let err =
+            authorize_cluster(&scope(implicit.clone()), &Ids, CLOSED, request, now()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        let err = authorize_cluster(&scope(implicit), &Ids, OPEN, request, now()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    }
+}
