@@ -89,6 +89,12 @@ impl KubernetesHandle {
         handle.data_as()
     }
 
+    /// What an interrupted launcher does with the step's Job (its `on_interrupt`
+    /// setting at submit time), so a process that reattaches does the same.
+    pub fn on_interrupt(&self) -> stepstack_settings::OnInterrupt {
+        self.policy.on_interrupt
+    }
+
     /// The Job name of attempt `attempt` of the step of `handle`.
     pub fn job_name_of_attempt(&self, handle: &StepHandle, attempt: u32) -> String {
         job_name(

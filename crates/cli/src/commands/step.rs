@@ -145,50 +145,23 @@ struct Prepared {
     on_interrupt: OnInterrupt,
 }
 
-/// The `--settings` file, loaded once (the step operator may come from it).
-fn load_document(step: &StepArgs) -> CliResult<Option<LoadedDocument>> {
-    step.settings
-        .as_deref()
-        .map(super::settings::load_settings_file)
-        .transpose()
-}
-
-/// `--step-operator`, else the run configuration's `steps.NAME.step_operator`.
-fn named_step_operator<'a>(
-    step: &'a StepArgs,
-    document: Option<&'a LoadedDocument>,
-) -> Option<&'a str> {
-    step.step_operator
-        .as_deref()
-        .or_else(|| document.and_then(|d| d.step_operator_of(&step.name)))
-}
-
-fn prepare(
-    step: &StepArgs,
-    document: Option<&LoadedDocument>,
-    component: &Component,
-) -> CliResult<Prepared> {
+fn prepare(step: &StepArgs, component: &Component) -> CliResult<Prepared> {
     let mut layers = SettingsLayers::new().with_component_config(
         format!("step operator `{}`: ", component.name),
         serde_json::Value::Object(component.configuration.clone()),
     );
     let mut resources = ResourceSettings::default();
-    if let (Some(file), Some(document)) = (&step.settings, document) {
-        if let LoadedDocument::RunConfig { .. } = document {
+    if let Some(file) = &step.settings {
+        let document = stepstack_settings::load_file(file, std::env::vars())
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        if let LoadedDocument::RunConfig { .. } = &document {
             let r = document
                 .resource_settings(&step.name)
                 .map_err(|report| invalid_settings(&report))?;
             resources = ResourceSettings::new(r.cpu_count, r.gpu_count, r.memory);
         }
-        layers = document.add_layers(
-            &step.name,
-            &component.flavor,
-            &component.name,
-            &file.display().to_string(),
-            layers,
-        );
+        layers = document.add_layers(&step.name, &file.display().to_string(), layers);
     }
-    layers = layers.with_environment(std::env::vars());
     for input in &step.overrides {
         layers = layers
             .with_override(input)
@@ -235,13 +208,11 @@ fn invalid_settings(report: &stepstack_settings::ValidationReport) -> CliError {
 
 fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let document = load_document(&args.step)?;
-    let named = named_step_operator(&args.step, document.as_ref());
-    let component = step_operator_component(ctx, &store, named)?;
+    let component = step_operator_component(ctx, &store, args.step.step_operator.as_deref())?;
     let Prepared {
         launch,
         on_interrupt,
-    } = prepare(&args.step, document.as_ref(), &component)?;
+    } = prepare(&args.step, &component)?;
     let step_name = launch.step_name.clone();
     let step_run_id = launch.step_run_id.clone();
     ctx.block_on(async {
@@ -472,6 +443,7 @@ async fn interrupted_run(
     );
     let cancelled = async {
         operator.cancel(handle).await?;
+        record_cancelled(store, handle);
         operator.wait(handle).await
     };
     let outcome = tokio::select! {
@@ -573,6 +545,22 @@ fn record_outcome(store: &mut Store, handle: &StepHandle, outcome: &StepOutcome)
     };
     if let Err(e) = store.update_step_run(&handle.step_run_id, StepRunUpdate::status(status)) {
         tracing::warn!(error = %e, "could not record the step's outcome");
+    }
+}
+
+/// Records the cancellation as soon as the delete is done, before waiting for the end:
+/// a submitter still creating the Job sees it when its create returns (and deletes what
+/// it created), whatever the wait then takes.
+fn record_cancelled(store: &mut Store, handle: &StepHandle) {
+    let failure = StepFailure::new(
+        FailureReason::Cancelled,
+        "the step was cancelled and its Job deleted",
+    );
+    if let Err(e) = store.update_step_run(
+        &handle.step_run_id,
+        StepRunUpdate::status(StepStatus::Failed(failure)),
+    ) {
+        tracing::warn!(error = %e, "could not record the cancellation");
     }
 }
 
@@ -693,22 +681,31 @@ fn status(args: RunOrStep, ctx: &Context<'_>) -> CliResult<Exit> {
         })?;
         (run.status.clone(), timings)
     } else {
-        let (status, timings) = ctx.block_on(async {
+        let live = ctx.block_on(async {
             let (handle, operator) = reattach(ctx, &store, &run).await?;
             let status = match operator.status(&handle).await {
                 Ok(status) => status,
-                Err(err) if err.kind() == ErrorKind::NotFound => {
-                    return Ok::<_, CliError>((never_created(&run), None));
+                // Recorded, but its submitter never got the Job created (or is creating
+                // it now): say so, and keep the record as it is.
+                Err(err) if err.kind() == ErrorKind::NotFound && is_submitting(&run) => {
+                    return Ok::<_, CliError>(None);
                 }
                 Err(err) => return Err(err.into()),
             };
             let timings = operator.timings(&handle).await.ok().flatten();
-            Ok((status, timings))
+            Ok(Some((status, timings)))
         })??;
-        if let Err(e) = store.update_step_run(&run.id, StepRunUpdate::status(status.clone())) {
-            tracing::warn!(error = %e, "could not record the step's status");
+        match live {
+            Some((status, timings)) => {
+                if let Err(e) =
+                    store.update_step_run(&run.id, StepRunUpdate::status(status.clone()))
+                {
+                    tracing::warn!(error = %e, "could not record the step's status");
+                }
+                (status, timings)
+            }
+            None => (never_created(&run), None),
         }
-        (status, timings)
     };
     let step_name = handle.as_ref().map_or(&run.step_name, |h| &h.step_name);
     #[derive(Serialize)]
@@ -747,6 +744,7 @@ fn cancel(args: RunId, ctx: &Context<'_>) -> CliResult<Exit> {
     let (handle, outcome) = ctx.block_on(async {
         let (handle, operator) = reattach(ctx, &store, &run).await?;
         operator.cancel(&handle).await?;
+        record_cancelled(&mut store, &handle);
         let outcome = operator.wait(&handle).await?;
         Ok::<_, CliError>((handle, outcome))
     })??;
@@ -764,15 +762,36 @@ fn attach(args: RunOrStep, ctx: &Context<'_>) -> CliResult<Exit> {
     let component = store
         .get_component(super::support::STEP_OPERATOR, &run.component)
         .map_err(Error::from)?;
-    let on_interrupt = stepstack_settings::parse_config(
-        &serde_json::Value::Object(component.configuration.clone()),
-        "",
-    )
-    .map(|c| c.settings.on_interrupt)
-    .unwrap_or_default();
+    // The step's own `on_interrupt` (frozen in its handle), else the component's.
+    let kept = run
+        .handle
+        .as_ref()
+        .filter(|h| h.flavor == stepstack_k8s_operator::FLAVOR)
+        .and_then(|h| stepstack_k8s_operator::KubernetesHandle::from_handle(h).ok())
+        .map(|data| data.on_interrupt());
+    let on_interrupt = kept.unwrap_or_else(|| {
+        stepstack_settings::parse_config(
+            &serde_json::Value::Object(component.configuration.clone()),
+            "",
+        )
+        .map(|c| c.settings.on_interrupt)
+        .unwrap_or_default()
+    });
     ctx.block_on(async {
         let mut interrupts = Interrupts::install()?;
         let (handle, operator) = reattach(ctx, &store, &run).await?;
+        if is_submitting(&run)
+            && let Err(err) = operator.status(&handle).await
+            && err.kind() == ErrorKind::NotFound
+        {
+            return Err(CliError::from(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "step run {id} has no Job: the process that submitted it stopped before creating it, or is creating it now; try again in a moment, close the record with `stepstack step cancel {id}`, or run the step again",
+                    id = run.id
+                ),
+            )));
+        }
         follow(
             ctx,
             &mut store,
@@ -787,9 +806,7 @@ fn attach(args: RunOrStep, ctx: &Context<'_>) -> CliResult<Exit> {
 
 fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
-    let document = load_document(&args.step)?;
-    let named = named_step_operator(&args.step, document.as_ref());
-    let component = step_operator_component(ctx, &store, named)?;
+    let component = step_operator_component(ctx, &store, args.step.step_operator.as_deref())?;
     if component.flavor != stepstack_k8s_operator::FLAVOR {
         return Err(CliError::usage(format!(
             "preview knows the `{}` flavor; `{}` is a `{}` step operator",
@@ -798,7 +815,7 @@ fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             component.flavor
         )));
     }
-    let Prepared { launch, .. } = prepare(&args.step, document.as_ref(), &component)?;
+    let Prepared { launch, .. } = prepare(&args.step, &component)?;
     let config = stepstack_settings::parse_config(
         &serde_json::Value::Object(component.configuration.clone()),
         "",
@@ -891,6 +908,11 @@ fn list(args: ListArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         t
     })?;
     Ok(Exit::Ok)
+}
+
+/// Whether the step run was recorded before its submission and not heard of since.
+fn is_submitting(run: &StepRun) -> bool {
+    matches!(&run.status, StepStatus::Pending { message: Some(m) } if m == SUBMITTING)
 }
 
 /// The status of a recorded step run whose Job the cluster does not have: its submitter
