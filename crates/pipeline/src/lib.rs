@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod builder;
 mod dag;
 mod load;
 mod model;
@@ -9,9 +10,10 @@ mod placeholder;
 pub mod schema;
 mod validate;
 
+pub use builder::PipelineBuilder;
 pub use dag::Dag;
 pub use load::{LoadError, Loaded, Loader, load_file, load_str};
-pub use model::{OutputRef, Pipeline, PipelineBuilder, Retry, Step};
+pub use model::{OutputRef, Pipeline, Retry, Step};
 pub use placeholder::{Placeholder, RenderError, RenderedStep, RunContext, render};
 pub use schema::{PIPELINE_SCHEMA_FILE, pipeline_schema, schemas};
 pub use stepstack_input::Format;
