@@ -116,7 +116,7 @@ fn a_session_under_umask_022_leaves_only_private_files_in_the_home() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(dirs, [id.clone()]);
+    assert_eq!(dirs, std::slice::from_ref(&id));
     let kept = files_under(&cli.home().join("step-operators").join(&id));
     assert!(
         kept.iter()

@@ -9,18 +9,18 @@ use std::process::Command;
 
 /// What one command printed and how it exited.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub(crate) struct Output {
     /// The exit code (`-1` when killed by a signal).
-    pub code: i32,
+    pub(crate) code: i32,
     /// Standard output.
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// Standard error.
-    pub stderr: String,
+    pub(crate) stderr: String,
 }
 
 /// The binary with a home at `<base>/home`; `base` holds nothing else, so anything
 /// written next to the home is a file that escaped it.
-pub struct Cli {
+pub(crate) struct Cli {
     base: tempfile::TempDir,
     home: PathBuf,
     umask: &'static str,
@@ -29,7 +29,7 @@ pub struct Cli {
 
 impl Cli {
     /// A new empty home (not created yet: the first command makes it).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let base = tempfile::tempdir().expect("a temporary directory");
         let home = base.path().join("home");
         Cli {
@@ -41,24 +41,24 @@ impl Cli {
     }
 
     /// The directory that holds the home.
-    pub fn base(&self) -> &Path {
+    pub(crate) fn base(&self) -> &Path {
         self.base.path()
     }
 
     /// The home directory the commands use.
-    pub fn home(&self) -> &Path {
+    pub(crate) fn home(&self) -> &Path {
         &self.home
     }
 
     /// Sets an environment variable for every command.
-    pub fn env(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
     /// `stepstack ARGS…` under umask 022, with the home set and nothing inherited that
     /// could change its behaviour.
-    pub fn command<I, S>(&self, args: I) -> Command
+    pub(crate) fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -81,7 +81,7 @@ impl Cli {
     }
 
     /// Runs `stepstack ARGS…` to completion.
-    pub fn run<I, S>(&self, args: I) -> Output
+    pub(crate) fn run<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -95,7 +95,7 @@ impl Cli {
     }
 
     /// Runs and expects exit code 0.
-    pub fn ok<I, S>(&self, args: I) -> Output
+    pub(crate) fn ok<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -107,11 +107,11 @@ impl Cli {
 }
 
 /// Starts the local cluster and stops it when dropped, even when an assertion fails.
-pub struct LocalCluster<'a>(pub &'a Cli);
+pub(crate) struct LocalCluster<'a>(pub(crate) &'a Cli);
 
 impl<'a> LocalCluster<'a> {
     /// `local-cluster start --namespace ml`.
-    pub fn start(cli: &'a Cli) -> Self {
+    pub(crate) fn start(cli: &'a Cli) -> Self {
         cli.ok(["local-cluster", "start", "--namespace", "ml"]);
         LocalCluster(cli)
     }
