@@ -39,6 +39,24 @@ steps:
 #[test]
 fn a_valid_pipeline_exits_0_with_its_order_and_warnings() {
     let cli = Stepstack::new();
+    // `train` names the step operator `k8s`, which is not registered yet.
+    let out = validate(&cli, "p.yaml", VALID);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("steps.train.step_operator: no step operator `k8s`: none is registered"),
+        "{}",
+        out.stderr
+    );
+    let offline = cli.run([
+        std::ffi::OsStr::new("pipeline"),
+        "validate".as_ref(),
+        "--no-store".as_ref(),
+        cli.home().join("p.yaml").as_os_str(),
+    ]);
+    assert_eq!(offline.code, 0, "{offline:?}");
+    let registered = cli.run(["step-operator", "register", "k8s", "--flavor", "kubernetes"]);
+    assert_eq!(registered.code, 0, "{registered:?}");
     let out = validate(&cli, "p.yaml", VALID);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
@@ -118,6 +136,28 @@ steps:
     }
     assert!(
         out.stderr.contains("the pipeline has 8 problems"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn an_unregistered_step_operator_is_named_with_the_registered_ones() {
+    let cli = Stepstack::new();
+    for name in ["k8s", "gpu-cluster"] {
+        let out = cli.run(["step-operator", "register", name, "--flavor", "kubernetes"]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    let out = validate(
+        &cli,
+        "p.yaml",
+        "name: p\nsteps:\n  a: {command: [x], step_operator: k9s}\n  b: {command: [x], step_operator: k8s}\n",
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "steps.a.step_operator: no step operator `k9s` is registered; did you mean `k8s`? registered: gpu-cluster, k8s"
+        ),
         "{}",
         out.stderr
     );

@@ -20,6 +20,10 @@ pub(crate) enum PipelineCommand {
 pub(crate) struct ValidateArgs {
     /// The pipeline file (a run configuration whose steps have commands is one too).
     file: PathBuf,
+    /// Do not check that the step operators the steps name are registered (for files
+    /// checked away from the machine that runs them).
+    #[arg(long)]
+    no_store: bool,
 }
 
 /// What `validate -o json|yaml` prints.
@@ -60,6 +64,29 @@ fn validate(args: ValidateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             None => CliError::new(Exit::Usage, e),
         })?;
     let pipeline = &loaded.pipeline;
+    let names_operators = pipeline.steps().values().any(|s| s.step_operator.is_some());
+    if names_operators && !args.no_store {
+        // What `pipeline run` checks when it starts: the components must exist here.
+        let registered: Vec<String> = ctx
+            .store()?
+            .list_components(&stepstack_store::ComponentFilter::of_type(
+                super::support::STEP_OPERATOR,
+            ))
+            .map_err(stepstack_core::Error::from)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let registered: Vec<&str> = registered.iter().map(String::as_str).collect();
+        if let Err(report) = pipeline.check_step_operators(&registered) {
+            let mut message =
+                format!("{file}: the pipeline's step operators are not all registered:");
+            for issue in &report.issues {
+                message.push_str(&format!("\n  {issue}"));
+            }
+            message.push_str("\n(--no-store skips this check)");
+            return Err(CliError::usage(message));
+        }
+    }
     let report = Report {
         file: file.clone(),
         pipeline: pipeline.name(),
