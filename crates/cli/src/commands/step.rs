@@ -1,7 +1,7 @@
 //! `stepstack step run|logs|status|cancel|attach|preview|list`: run a command as a step on
 //! the active stack's step operator and follow it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -527,17 +527,6 @@ async fn stream_logs(
     Ok(())
 }
 
-/// The kept log of a finished step run, read from the local file (no cluster needed):
-/// `None` when there is none or it is empty.
-fn kept_log_lines(path: &Path) -> Option<Vec<LogLine>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let lines: Vec<LogLine> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (!lines.is_empty()).then_some(lines)
-}
-
 fn record_outcome(store: &mut Store, handle: &StepHandle, outcome: &StepOutcome) {
     let status = match outcome {
         StepOutcome::Failed(failure) => StepStatus::Failed(failure.clone()),
@@ -645,21 +634,59 @@ async fn reattach(
 fn logs(args: LogsArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
     let run = find_run(&store, &args.id)?;
-    // A finished step's kept log is complete and local: no cluster needed (it may have
-    // been replaced, e.g. by `local-cluster stop` and `start`, or be unreachable).
-    if run.status.is_finished()
-        && let Some(lines) = run.log_path.as_deref().and_then(kept_log_lines)
+    // A finished step's complete kept log is local: no cluster needed (it may have been
+    // replaced, e.g. by `local-cluster stop` and `start`, or be unreachable).
+    let kept = run
+        .log_path
+        .as_deref()
+        .filter(|_| run.status.is_finished())
+        .map(stepstack_k8s_operator::read_kept_log)
+        .filter(|kept| !kept.lines.is_empty());
+    if let Some(kept) = &kept
+        && kept.incomplete.is_none()
     {
-        for line in lines {
-            println!("{line}");
-        }
+        print_lines(&kept.lines);
         return Ok(Exit::Ok);
     }
-    ctx.block_on(async {
+    let streamed = ctx.block_on(async {
         let (handle, operator) = reattach(ctx, &store, &run).await?;
-        stream_logs(operator.as_ref(), &handle, args.follow, None).await?;
-        Ok(Exit::Ok)
-    })?
+        stream_logs(operator.as_ref(), &handle, args.follow, None)
+            .await
+            .map_err(CliError::from)
+    })?;
+    match (streamed, kept) {
+        (Ok(()), _) => Ok(Exit::Ok),
+        // The lines before it are real; what is missing is a warning, not a failure.
+        (Err(err), _) if is_incomplete(&err) => {
+            eprintln!("warning: {:#}", err.error);
+            Ok(Exit::Ok)
+        }
+        // The cluster cannot say more than the partial kept log: show that, and say so.
+        (Err(err), Some(kept)) => {
+            print_lines(&kept.lines);
+            eprintln!(
+                "warning: the kept log is incomplete ({}), and the cluster could not be asked for the rest: {:#}",
+                kept.incomplete.unwrap_or_default(),
+                err.error
+            );
+            Ok(Exit::Ok)
+        }
+        (Err(err), None) => Err(err),
+    }
+}
+
+fn print_lines(lines: &[LogLine]) {
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+/// Whether `err` ends a log stream that could not deliver every line.
+fn is_incomplete(err: &CliError) -> bool {
+    err.error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<Error>())
+        .any(stepstack_k8s_operator::is_incomplete_log)
 }
 
 fn status(args: RunOrStep, ctx: &Context<'_>) -> CliResult<Exit> {
