@@ -145,23 +145,50 @@ struct Prepared {
     on_interrupt: OnInterrupt,
 }
 
-fn prepare(step: &StepArgs, component: &Component) -> CliResult<Prepared> {
+/// The `--settings` file, loaded once (the step operator may come from it).
+fn load_document(step: &StepArgs) -> CliResult<Option<LoadedDocument>> {
+    step.settings
+        .as_deref()
+        .map(super::settings::load_settings_file)
+        .transpose()
+}
+
+/// `--step-operator`, else the run configuration's `steps.NAME.step_operator`.
+fn named_step_operator<'a>(
+    step: &'a StepArgs,
+    document: Option<&'a LoadedDocument>,
+) -> Option<&'a str> {
+    step.step_operator
+        .as_deref()
+        .or_else(|| document.and_then(|d| d.step_operator_of(&step.name)))
+}
+
+fn prepare(
+    step: &StepArgs,
+    document: Option<&LoadedDocument>,
+    component: &Component,
+) -> CliResult<Prepared> {
     let mut layers = SettingsLayers::new().with_component_config(
         format!("step operator `{}`: ", component.name),
         serde_json::Value::Object(component.configuration.clone()),
     );
     let mut resources = ResourceSettings::default();
-    if let Some(file) = &step.settings {
-        let document = stepstack_settings::load_file(file, std::env::vars())
-            .map_err(|e| CliError::usage(e.to_string()))?;
-        if let LoadedDocument::RunConfig { .. } = &document {
+    if let (Some(file), Some(document)) = (&step.settings, document) {
+        if let LoadedDocument::RunConfig { .. } = document {
             let r = document
                 .resource_settings(&step.name)
                 .map_err(|report| invalid_settings(&report))?;
             resources = ResourceSettings::new(r.cpu_count, r.gpu_count, r.memory);
         }
-        layers = document.add_layers(&step.name, &file.display().to_string(), layers);
+        layers = document.add_layers(
+            &step.name,
+            &component.flavor,
+            &component.name,
+            &file.display().to_string(),
+            layers,
+        );
     }
+    layers = layers.with_environment(std::env::vars());
     for input in &step.overrides {
         layers = layers
             .with_override(input)
@@ -208,11 +235,13 @@ fn invalid_settings(report: &stepstack_settings::ValidationReport) -> CliError {
 
 fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let mut store = ctx.store()?;
-    let component = step_operator_component(ctx, &store, args.step.step_operator.as_deref())?;
+    let document = load_document(&args.step)?;
+    let named = named_step_operator(&args.step, document.as_ref());
+    let component = step_operator_component(ctx, &store, named)?;
     let Prepared {
         launch,
         on_interrupt,
-    } = prepare(&args.step, &component)?;
+    } = prepare(&args.step, document.as_ref(), &component)?;
     let step_name = launch.step_name.clone();
     let step_run_id = launch.step_run_id.clone();
     ctx.block_on(async {
@@ -833,7 +862,9 @@ fn attach(args: RunOrStep, ctx: &Context<'_>) -> CliResult<Exit> {
 
 fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let store = ctx.store()?;
-    let component = step_operator_component(ctx, &store, args.step.step_operator.as_deref())?;
+    let document = load_document(&args.step)?;
+    let named = named_step_operator(&args.step, document.as_ref());
+    let component = step_operator_component(ctx, &store, named)?;
     if component.flavor != stepstack_k8s_operator::FLAVOR {
         return Err(CliError::usage(format!(
             "preview knows the `{}` flavor; `{}` is a `{}` step operator",
@@ -842,7 +873,7 @@ fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             component.flavor
         )));
     }
-    let Prepared { launch, .. } = prepare(&args.step, &component)?;
+    let Prepared { launch, .. } = prepare(&args.step, document.as_ref(), &component)?;
     let config = stepstack_settings::parse_config(
         &serde_json::Value::Object(component.configuration.clone()),
         "",
