@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
-use stepstack_connector_http::{AccessToken, HttpClient, HttpError, send};
+use stepstack_cloud_http::{AccessToken, HttpClient, HttpError, send};
 
 use crate::error::{AResult, AzureError};
 

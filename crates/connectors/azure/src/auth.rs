@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use stepstack_connector_http::{HttpClient, HttpError, TokenCache, form_request, send};
+use stepstack_cloud_http::{HttpClient, HttpError, TokenCache, form_request, send};
 use tokio::sync::Mutex;
 
 use crate::ambient::{self, ManagedIdentity};
@@ -16,7 +16,7 @@ use crate::config::{ClientCredentials, ClientProof, Credentials, IMPLICIT, Parse
 use crate::environment::{AzureEnvironment, read_variable_file};
 use crate::error::{AResult, AzureError};
 
-pub(crate) use stepstack_connector_http::AccessToken;
+pub(crate) use stepstack_cloud_http::AccessToken;
 
 /// The application id of the AKS server application ("Azure Kubernetes Service AAD
 /// Server"), the audience of tokens AKS clusters with Entra ID integration accept.

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use ring::rand::SecureRandom as _;
 use secrecy::{ExposeSecret as _, SecretString};
-use stepstack_connector_http::{HttpError, RsaSigner, pem_certificates};
+use stepstack_cloud_http::{HttpError, RsaSigner, pem_certificates};
 
 use crate::error::{AResult, AzureError};
 

@@ -285,7 +285,7 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
     let ca_certificates = match common.ca_certificate.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(pem) => Some(
-            stepstack_connector_http::pem_certificates(pem)
+            stepstack_cloud_http::pem_certificates(pem)
                 .map_err(|e| invalid(&format!("`ca_certificate` cannot be used: {e}")))?,
         ),
     };

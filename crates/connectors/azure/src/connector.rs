@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use secrecy::ExposeSecret as _;
-use stepstack_connector_http::{HttpClient, HttpResponse};
+use stepstack_cloud_http::{HttpClient, HttpResponse};
 use stepstack_core::connector::{
     AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, KUBERNETES_CLUSTER, ResourceRequest,
     ResourceTypeSpec, ResourceVerifier, ResourcesReport, check_auto_configure_request,
@@ -113,7 +113,7 @@ impl AzureConnectorFlavor {
         let scope = ConnectorScope::new(&self.spec, config, &AksIds)?;
         let parsed =
             config::parse(scope.config(), &self.environment).map_err(|e| e.into_core(&name))?;
-        let http = stepstack_connector_http::http_client(parsed.ca_certificates.as_deref())
+        let http = stepstack_cloud_http::http_client(parsed.ca_certificates.as_deref())
             .map_err(|e| {
                 AzureError::InvalidConfig {
                     method: scope.config().auth_method.clone(),
@@ -301,8 +301,8 @@ impl AzureConnector {
         loop {
             let token = self.auth.current(&scope).await?;
             let request =
-                stepstack_connector_http::bearer_request(method.clone(), url, &token.value, &[])?;
-            let response = stepstack_connector_http::send(self.http(), request, url).await?;
+                stepstack_cloud_http::bearer_request(method.clone(), url, &token.value, &[])?;
+            let response = stepstack_cloud_http::send(self.http(), request, url).await?;
             if response.status == 401 && !retried && !self.auth.tokens_are_given() {
                 tracing::debug!(connector = %self.name(), "ARM rejected the access token; fetching a new one");
                 self.auth.invalidate(&scope).await;
@@ -503,7 +503,7 @@ impl AzureConnector {
         })?;
         let mut config = kube::Config::new(url);
         if let Some(ca) = &ca {
-            let certs = stepstack_connector_http::pem_certificates(ca).map_err(|e| {
+            let certs = stepstack_cloud_http::pem_certificates(ca).map_err(|e| {
                 AzureError::BadKubeconfig {
                     cluster: cluster.name.clone(),
                     which: "user",

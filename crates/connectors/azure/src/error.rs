@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use stepstack_connector_http::HttpError;
+use stepstack_cloud_http::HttpError;
 use stepstack_core::{Error, ErrorKind};
 
 /// What can go wrong in the Azure connector.

@@ -9,8 +9,8 @@ use http_body_util::Full;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use stepstack_connector_http::{
-    HttpClient, HttpResponse, RsaSigner, TokenCache, bearer_header, form_request, send,
+use stepstack_cloud_http::{
+    HttpClient, HttpResponse, RsaSigner, TokenCache, TokenIssuer, bearer_header, form_request, send,
 };
 
 use crate::config::{
@@ -18,9 +18,9 @@ use crate::config::{
     ServiceAccountKey, UserAccountKey,
 };
 use crate::environment::GcpEnvironment;
-use crate::error::{GResult, GcpError};
+use crate::error::{GcpError, GcpResult};
 
-pub(crate) use stepstack_connector_http::AccessToken;
+pub(crate) use stepstack_cloud_http::AccessToken;
 
 /// The OAuth2 scope of every token the connector asks for.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -90,7 +90,7 @@ impl GoogleAuth {
     }
 
     /// A token for API calls: the cached one unless it expires within five minutes.
-    pub(crate) async fn current(&self) -> GResult<AccessToken> {
+    pub(crate) async fn current(&self) -> GcpResult<AccessToken> {
         self.cache.get_or_fetch(&(), || self.fetch()).await
     }
 
@@ -100,7 +100,7 @@ impl GoogleAuth {
     }
 
     /// A new token, through the credentials' real HTTP path.
-    pub(crate) async fn fetch(&self) -> GResult<AccessToken> {
+    pub(crate) async fn fetch(&self) -> GcpResult<AccessToken> {
         let token_endpoint = self.parsed.token_endpoint();
         match &self.parsed.credentials {
             Credentials::ServiceAccount(key) => self.jwt_grant(key, &token_endpoint).await,
@@ -133,7 +133,7 @@ impl GoogleAuth {
         }
     }
 
-    async fn post_form(&self, endpoint: &str, form: &[(&str, &str)]) -> GResult<HttpResponse> {
+    async fn post_form(&self, endpoint: &str, form: &[(&str, &str)]) -> GcpResult<HttpResponse> {
         Ok(send(&self.http, form_request(endpoint, form)?, endpoint).await?)
     }
 
@@ -142,7 +142,7 @@ impl GoogleAuth {
         endpoint: &str,
         grant: &'static str,
         principal: &str,
-    ) -> GResult<AccessToken> {
+    ) -> GcpResult<AccessToken> {
         if !response.is_success() {
             let value = response.json_value();
             if response.status >= 500 || value["error"].as_str().is_none() {
@@ -171,7 +171,7 @@ impl GoogleAuth {
     }
 
     /// The JWT-bearer grant of a service-account key.
-    async fn jwt_grant(&self, key: &ServiceAccountKey, endpoint: &str) -> GResult<AccessToken> {
+    async fn jwt_grant(&self, key: &ServiceAccountKey, endpoint: &str) -> GcpResult<AccessToken> {
         let assertion = sign_assertion(key, endpoint, Timestamp::now().as_second())?;
         let response = self
             .post_form(
@@ -184,7 +184,7 @@ impl GoogleAuth {
     }
 
     /// The refresh-token grant of a user account.
-    async fn refresh_grant(&self, key: &UserAccountKey, endpoint: &str) -> GResult<AccessToken> {
+    async fn refresh_grant(&self, key: &UserAccountKey, endpoint: &str) -> GcpResult<AccessToken> {
         let response = self
             .post_form(
                 endpoint,
@@ -202,7 +202,7 @@ impl GoogleAuth {
 
     /// Workload identity federation: the external subject token exchanged at STS for a
     /// federated token, then (when configured) a service account's token for it.
-    async fn external(&self, key: &ExternalAccountKey) -> GResult<AccessToken> {
+    async fn external(&self, key: &ExternalAccountKey) -> GcpResult<AccessToken> {
         let subject_token = self.subject_token(&key.credential_source).await?;
         let endpoint = key
             .token_url
@@ -236,7 +236,7 @@ impl GoogleAuth {
     }
 
     /// The external subject token from the credential source (a file or a URL).
-    async fn subject_token(&self, source: &CredentialSource) -> GResult<SecretString> {
+    async fn subject_token(&self, source: &CredentialSource) -> GcpResult<SecretString> {
         let (text, origin) = if let Some(path) = &source.file {
             let text = tokio::fs::read_to_string(path)
                 .await
@@ -308,7 +308,7 @@ impl GoogleAuth {
         source_token: &AccessToken,
         target: &str,
         lifetime: u64,
-    ) -> GResult<AccessToken> {
+    ) -> GcpResult<AccessToken> {
         let body = serde_json::json!({
             "scope": [CLOUD_PLATFORM_SCOPE],
             "lifetime": format!("{lifetime}s"),
@@ -355,7 +355,7 @@ impl GoogleAuth {
     }
 
     /// Application default credentials: the credentials file, else the metadata server.
-    async fn implicit(&self) -> GResult<AccessToken> {
+    async fn implicit(&self) -> GcpResult<AccessToken> {
         let Some(path) = self.environment.adc_path() else {
             return self.metadata_token().await;
         };
@@ -401,7 +401,7 @@ impl GoogleAuth {
         }
     }
 
-    async fn metadata_token(&self) -> GResult<AccessToken> {
+    async fn metadata_token(&self) -> GcpResult<AccessToken> {
         let endpoint = format!(
             "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
             self.environment.metadata_host
@@ -437,9 +437,24 @@ impl GoogleAuth {
     }
 }
 
+/// Cluster connections refresh their tokens through this; every Google token of a
+/// connector has the `cloud-platform` scope, whatever scope the source names.
+#[async_trait::async_trait]
+impl TokenIssuer for GoogleAuth {
+    type Error = GcpError;
+
+    async fn issue(&self, _scope: &str) -> GcpResult<AccessToken> {
+        self.fetch().await
+    }
+}
+
 /// The self-signed JWT assertion of the JWT-bearer grant: RS256 over
 /// `{iss, scope, aud, iat, exp}`, valid for one hour from `now`.
-pub(crate) fn sign_assertion(key: &ServiceAccountKey, audience: &str, now: i64) -> GResult<String> {
+pub(crate) fn sign_assertion(
+    key: &ServiceAccountKey,
+    audience: &str,
+    now: i64,
+) -> GcpResult<String> {
     let invalid = |reason: &str| GcpError::InvalidKey {
         account: key.client_email.clone(),
         reason: reason.to_owned(),

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use stepstack_core::ConnectorConfig;
 
-use crate::error::{GResult, GcpError};
+use crate::error::{GcpError, GcpResult};
+
+/// The connector type id.
+pub const CONNECTOR_TYPE: &str = "gcp";
 
 /// Auth method ids.
 pub(crate) const SERVICE_ACCOUNT: &str = "service-account";
@@ -302,7 +305,7 @@ fn base(value: &Option<String>, default: &str) -> String {
 
 /// Deserializes the values and secrets of `config` as `T`, refusing keys that are not in
 /// `T`'s schema.
-fn typed<T: DeserializeOwned + JsonSchema>(config: &ConnectorConfig) -> GResult<T> {
+fn typed<T: DeserializeOwned + JsonSchema>(config: &ConnectorConfig) -> GcpResult<T> {
     use secrecy::ExposeSecret;
     let method = config.auth_method.clone();
     let schema = schema_of::<T>();
@@ -350,7 +353,7 @@ fn typed<T: DeserializeOwned + JsonSchema>(config: &ConnectorConfig) -> GResult<
 }
 
 /// Credentials JSON given raw or base64-encoded.
-pub(crate) fn decode_json(field: &'static str, text: &str) -> GResult<serde_json::Value> {
+pub(crate) fn decode_json(field: &'static str, text: &str) -> GcpResult<serde_json::Value> {
     let text = text.trim();
     let bytes = if text.starts_with('{') {
         text.as_bytes().to_vec()
@@ -375,7 +378,7 @@ pub(crate) fn credentials_file<T: DeserializeOwned>(
     field: &'static str,
     json: serde_json::Value,
     expected_type: &str,
-) -> GResult<T> {
+) -> GcpResult<T> {
     let actual = json
         .get("type")
         .and_then(|t| t.as_str())
@@ -397,7 +400,7 @@ pub(crate) fn credentials_file<T: DeserializeOwned>(
     })
 }
 
-fn service_account_key(field: &'static str, secret: &SecretString) -> GResult<ServiceAccountKey> {
+fn service_account_key(field: &'static str, secret: &SecretString) -> GcpResult<ServiceAccountKey> {
     use secrecy::ExposeSecret;
     credentials_file(
         field,
@@ -408,7 +411,7 @@ fn service_account_key(field: &'static str, secret: &SecretString) -> GResult<Se
 
 /// Parses the configuration of `config.auth_method`: the typed fields, the credentials
 /// file it carries and the project (configured, else from the credentials file).
-pub(crate) fn parse(config: &ConnectorConfig) -> GResult<Parsed> {
+pub(crate) fn parse(config: &ConnectorConfig) -> GcpResult<Parsed> {
     let missing_project = |hint| GcpError::MissingProject { hint };
     let parsed = match config.auth_method.as_str() {
         SERVICE_ACCOUNT => {

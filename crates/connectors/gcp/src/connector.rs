@@ -4,40 +4,29 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use stepstack_connector_http::{HttpClient, HttpResponse};
+use stepstack_cloud_http::{HttpClient, HttpResponse, IssuedTokenSource};
 use stepstack_core::connector::{
-    AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, ExpirationBounds, KUBERNETES_CLUSTER,
-    ResourceRequest, ResourceTypeSpec, ResourceVerifier, ResourcesReport,
-    check_auto_configure_request, find_auth_method, verify_resources,
+    AuthMethodSpec, ClusterRequest, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
+    ExpirationBounds, KUBERNETES_CLUSTER, ResourceTypeSpec, ResourceVerifier, ResourcesReport,
+    authorize_cluster, check_auto_configure_request, find_auth_method, verify_resources,
 };
 use stepstack_core::{
-    AutoConfigureRequest, BearerToken, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error,
-    ErrorKind, Result, ServiceConnector, TokenSource,
+    AutoConfigureRequest, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind,
+    Result, ServiceConnector,
 };
 
-use crate::auth::{self, AccessToken, GoogleAuth};
+use crate::auth::{self, AccessToken, CLOUD_PLATFORM_SCOPE, GoogleAuth};
 use crate::config::{
-    self, Credentials, EXTERNAL_ACCOUNT, ExternalAccountConfig, IMPERSONATION, IMPLICIT,
-    ImpersonationConfig, ImplicitConfig, OAUTH2_TOKEN, OAuth2TokenConfig, Parsed, SERVICE_ACCOUNT,
-    ServiceAccountConfig, USER_ACCOUNT, UserAccountConfig,
+    self, CONNECTOR_TYPE, Credentials, EXTERNAL_ACCOUNT, ExternalAccountConfig, IMPERSONATION,
+    IMPLICIT, ImpersonationConfig, ImplicitConfig, OAUTH2_TOKEN, OAuth2TokenConfig, Parsed,
+    SERVICE_ACCOUNT, ServiceAccountConfig, USER_ACCOUNT, UserAccountConfig,
 };
 use crate::environment::GcpEnvironment;
-use crate::error::{GResult, GcpError};
+use crate::error::{GcpError, GcpResult};
 use crate::gke::{self, ApiEndpoint, ClusterRef, GkeCluster, GkeIds, ListClustersResponse};
-
-/// The connector type id.
-pub const CONNECTOR_TYPE: &str = "gcp";
 
 /// The longest (and default) lifetime of impersonated tokens, in seconds.
 pub const IMPERSONATION_MAX_EXPIRATION: u64 = 3600;
-
-/// The `AutoConfigureRequest::values` keys copied into an auto-configured connector.
-const AUTO_CONFIGURE_KEYS: [&str; 4] = [
-    "project_id",
-    "token_endpoint",
-    "iam_credentials_endpoint",
-    "container_endpoint",
-];
 
 /// The description of the `gcp` connector type.
 pub fn connector_type_spec() -> ConnectorTypeSpec {
@@ -154,7 +143,7 @@ impl GcpConnectorFlavor {
         let scope = ConnectorScope::new(&self.spec, config, &GkeIds)?;
         let parsed = config::parse(scope.config()).map_err(|e| e.into_core(&name))?;
         let auth = GoogleAuth::new(
-            stepstack_connector_http::http_client(None).map_err(|e| {
+            stepstack_cloud_http::http_client(None).map_err(|e| {
                 GcpError::InvalidConfig {
                     method: scope.config().auth_method.clone(),
                     reason: e.to_string(),
@@ -193,8 +182,7 @@ impl ConnectorFlavor for GcpConnectorFlavor {
     async fn auto_configure(&self, request: AutoConfigureRequest) -> Result<ConnectorConfig> {
         let name = request.name.clone();
         check_auto_configure_request(&self.spec, &request)?;
-        let config = self
-            .auto_config(&request)
+        let config = crate::auto::auto_config(&self.environment, &request)
             .await
             .map_err(|e| e.into_core(&name))?;
         // The result must build; an implicit method must be allowed here, where it runs.
@@ -203,107 +191,6 @@ impl ConnectorFlavor for GcpConnectorFlavor {
             .implicit_auth
             .check(&name, connector.scope.auth_method())?;
         tracing::info!(connector = %name, auth_method = %config.auth_method, "configured the connector from the application default credentials");
-        Ok(config)
-    }
-}
-
-impl GcpConnectorFlavor {
-    async fn auto_config(&self, request: &AutoConfigureRequest) -> GResult<ConnectorConfig> {
-        let env = &self.environment;
-        let requested = request.auth_method.as_deref();
-        let mut project = request
-            .values
-            .get("project_id")
-            .cloned()
-            .or_else(|| env.project.clone());
-        let base = |method: &str| {
-            let mut config = ConnectorConfig::new(request.name.clone(), CONNECTOR_TYPE, method);
-            for key in AUTO_CONFIGURE_KEYS.iter().skip(1) {
-                if let Some(value) = request.values.get(*key) {
-                    config = config.with_value(*key, value.clone());
-                }
-            }
-            if let Some(resource_type) = &request.resource_type {
-                config = config.with_resource_types([resource_type.clone()]);
-            }
-            if let Some(id) = &request.resource_id {
-                config = config.with_resource_id(id.clone());
-            }
-            config
-        };
-        let adc = env.adc_path();
-        let mut config = match (requested, adc) {
-            (Some(IMPLICIT), _) => base(IMPLICIT),
-            (requested, Some(path)) => {
-                let text = tokio::fs::read_to_string(&path).await.map_err(|source| {
-                    GcpError::ReadFile {
-                        what: "the application default credentials",
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
-                let json = config::decode_json("application default credentials", &text)?;
-                let kind = json["type"].as_str().unwrap_or_default();
-                let (method, field) = match kind {
-                    "service_account" => (SERVICE_ACCOUNT, "service_account_json"),
-                    "authorized_user" => (USER_ACCOUNT, "user_account_json"),
-                    "external_account" => (EXTERNAL_ACCOUNT, "external_account_json"),
-                    other => {
-                        return Err(GcpError::InvalidCredentialsJson {
-                            field: "application default credentials",
-                            reason: format!("unknown credentials type `{other}`"),
-                        });
-                    }
-                };
-                if let Some(requested) = requested
-                    && requested != method
-                {
-                    return Err(GcpError::InvalidConfig {
-                        method: requested.to_owned(),
-                        reason: format!(
-                            "the application default credentials at {} are `{kind}` credentials, which configure auth method `{method}`",
-                            path.display()
-                        ),
-                    });
-                }
-                project = project.or_else(|| {
-                    json["project_id"]
-                        .as_str()
-                        .or(json["quota_project_id"].as_str())
-                        .map(str::to_owned)
-                });
-                base(method).with_secret(field, text.trim().to_owned())
-            }
-            (None, None) => {
-                let looked_at = env
-                    .adc_candidates()
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(GcpError::NoCredentials {
-                    looked_at: if looked_at.is_empty() {
-                        "nowhere: GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG and HOME are unset".to_owned()
-                    } else {
-                        looked_at
-                    },
-                });
-            }
-            (Some(other), None) => {
-                return Err(GcpError::InvalidConfig {
-                    method: other.to_owned(),
-                    reason: "there are no application default credentials to configure it from; configure it explicitly".to_owned(),
-                });
-            }
-        };
-        match project {
-            Some(project) => config = config.with_value("project_id", project),
-            None => {
-                return Err(GcpError::MissingProject {
-                    hint: " (or pass `project_id`, or set GOOGLE_CLOUD_PROJECT)",
-                });
-            }
-        }
         Ok(config)
     }
 }
@@ -333,28 +220,14 @@ impl GcpConnector {
             .with_context("project", self.project_id().to_owned())
     }
 
-    /// The checks every use of the credentials starts with.
-    fn authorize(&self, resource_type: &str, resource_id: Option<&str>) -> Result<String> {
-        let resolved = self
-            .scope
-            .resolve(&GkeIds, ResourceRequest::one(resource_type, resource_id))?;
-        self.environment
-            .implicit_auth
-            .check(self.name(), self.scope.auth_method())?;
-        self.scope.check_not_expired(Timestamp::now())?;
-        resolved.resource_id.ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidSettings,
-                format!(
-                    "connector `{}` reaches several GKE clusters; say which one with a resource id",
-                    self.name()
-                ),
-            )
-        })
+    /// The preamble of `connect` and `configure_local_client`: the one cluster to use.
+    fn authorize(&self, request: ClusterRequest<'_>) -> Result<String> {
+        let gate = self.environment.implicit_auth;
+        authorize_cluster(&self.scope, &GkeIds, gate, request, Timestamp::now())
     }
 
     /// `GET {container}/v1/{path}` with the cached token; on 401 once more with a new one.
-    async fn api_get(&self, path: &str) -> GResult<HttpResponse> {
+    async fn api_get(&self, path: &str) -> GcpResult<HttpResponse> {
         let endpoint = format!("{}/v1/{path}", self.parsed.container_endpoint());
         let mut retried = false;
         loop {
@@ -373,14 +246,10 @@ impl GcpConnector {
         }
     }
 
-    async fn get_with(&self, endpoint: &str, token: &AccessToken) -> GResult<HttpResponse> {
-        let request = stepstack_connector_http::bearer_request(
-            http::Method::GET,
-            endpoint,
-            &token.value,
-            &[],
-        )?;
-        Ok(stepstack_connector_http::send(self.http(), request, endpoint).await?)
+    async fn get_with(&self, endpoint: &str, token: &AccessToken) -> GcpResult<HttpResponse> {
+        let request =
+            stepstack_cloud_http::bearer_request(http::Method::GET, endpoint, &token.value, &[])?;
+        Ok(stepstack_cloud_http::send(self.http(), request, endpoint).await?)
     }
 
     fn http(&self) -> &HttpClient {
@@ -402,7 +271,7 @@ impl GcpConnector {
     }
 
     /// Every cluster of the project, across locations.
-    async fn list_clusters(&self) -> GResult<Vec<GkeCluster>> {
+    async fn list_clusters(&self) -> GcpResult<Vec<GkeCluster>> {
         let path = format!("projects/{}/locations/-/clusters", self.project_id());
         let response = self.api_get(&path).await?;
         if response.status != 200 {
@@ -414,7 +283,7 @@ impl GcpConnector {
 
     /// The cluster `id` names: `location/name` is fetched directly; a bare name must be
     /// unique across the project's locations.
-    async fn find_cluster(&self, id: &str) -> GResult<GkeCluster> {
+    async fn find_cluster(&self, id: &str) -> GcpResult<GkeCluster> {
         let cluster = ClusterRef::parse(id)?;
         let project = self.project_id().to_owned();
         if let Some(location) = &cluster.location {
@@ -467,7 +336,7 @@ impl GcpConnector {
     }
 
     /// Writes a kubeconfig context for cluster `id` with the current access token.
-    async fn login(&self, id: &str) -> GResult<String> {
+    async fn login(&self, id: &str) -> GcpResult<String> {
         let path = self
             .environment
             .login_kubeconfig_path()
@@ -491,20 +360,8 @@ impl GcpConnector {
             ApiEndpoint::Ip { ca_pem, .. } => Some(ca_pem.as_str()),
             ApiEndpoint::Dns { .. } => None,
         };
-        let entries = crate::login::entries(&context, endpoint.url(), ca, token.value.clone());
-        let write_path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            stepstack_core::connector::kubeconfig::write_login(&write_path, entries)
-        })
-        .await
-        .map_err(|e| GcpError::WriteKubeconfig {
-            path: path.clone(),
-            reason: format!("the writer panicked: {e}"),
-        })?
-        .map_err(|e| GcpError::WriteKubeconfig {
-            path: e.path,
-            reason: e.reason,
-        })?;
+        crate::login::write_context(&path, &context, endpoint.url(), ca, token.value.clone())
+            .await?;
         tracing::info!(connector = %self.name(), %context, path = %path.display(), "updated the local kubeconfig");
         let expiry = token
             .expires_at
@@ -519,7 +376,7 @@ impl GcpConnector {
     }
 
     /// The connection to `cluster`.
-    async fn connection_for(&self, cluster: &GkeCluster) -> GResult<ClusterConnection> {
+    async fn connection_for(&self, cluster: &GkeCluster) -> GcpResult<ClusterConnection> {
         let endpoint = gke::choose_endpoint(cluster)?;
         let url: http::Uri = endpoint.url().parse().map_err(|e| GcpError::BadResponse {
             endpoint: "the GKE API".to_owned(),
@@ -528,12 +385,11 @@ impl GcpConnector {
         })?;
         let mut config = kube::Config::new(url);
         if let ApiEndpoint::Ip { ca_pem, .. } = &endpoint {
-            let certs = stepstack_connector_http::pem_certificates(ca_pem).map_err(|e| {
-                GcpError::BadCa {
+            let certs =
+                stepstack_cloud_http::pem_certificates(ca_pem).map_err(|e| GcpError::BadCa {
                     cluster: cluster.name.clone(),
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             config.root_cert = Some(certs);
         }
         tracing::debug!(
@@ -553,35 +409,11 @@ impl GcpConnector {
         }
         let current = self.auth.current().await?;
         Ok(ClusterConnection::new(config)
-            .with_token_source(Arc::new(GoogleTokenSource {
-                auth: self.auth.clone(),
-                connector: self.name().to_owned(),
-                project: self.project_id().to_owned(),
-            }))
+            .with_token_source(Arc::new(
+                IssuedTokenSource::new(self.auth.clone(), CLOUD_PLATFORM_SCOPE, self.name())
+                    .with_context("project", self.project_id()),
+            ))
             .with_expires_at(current.expires_at))
-    }
-}
-
-/// Fresh Google access tokens for a cluster connection.
-#[derive(Debug)]
-struct GoogleTokenSource {
-    auth: Arc<GoogleAuth>,
-    connector: String,
-    project: String,
-}
-
-#[async_trait]
-impl TokenSource for GoogleTokenSource {
-    async fn token(&self) -> Result<BearerToken> {
-        let token = self.auth.fetch().await.map_err(|e| {
-            e.into_core(&self.connector)
-                .with_context("project", self.project.clone())
-        })?;
-        use secrecy::ExposeSecret;
-        Ok(BearerToken::new(
-            token.value.expose_secret().to_owned(),
-            token.expires_at,
-        ))
     }
 }
 
@@ -592,9 +424,7 @@ impl ResourceVerifier for GcpConnector {
         resource_type: Option<&str>,
         resource_id: Option<&str>,
     ) -> Result<Vec<String>> {
-        self.environment
-            .implicit_auth
-            .check(self.name(), self.scope.auth_method())?;
+        self.environment.implicit_auth.check_scope(&self.scope)?;
         let result = match (resource_type, resource_id) {
             (None, _) => self.auth.current().await.map(|_| Vec::new()),
             (Some(_), None) => self
@@ -648,7 +478,7 @@ impl ServiceConnector for GcpConnector {
         resource_type: &str,
         resource_id: Option<&str>,
     ) -> Result<ClusterConnection> {
-        let id = self.authorize(resource_type, resource_id)?;
+        let id = self.authorize(ClusterRequest::connect(resource_type, resource_id))?;
         let cluster = self
             .find_cluster(&id)
             .await
@@ -664,7 +494,10 @@ impl ServiceConnector for GcpConnector {
         resource_type: &str,
         resource_id: Option<&str>,
     ) -> Result<String> {
-        let id = self.authorize(resource_type, resource_id)?;
+        let id = self.authorize(ClusterRequest::configure_local_client(
+            resource_type,
+            resource_id,
+        ))?;
         self.login(&id).await.map_err(|e| self.core_error(e))
     }
 }

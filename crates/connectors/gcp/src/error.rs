@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use stepstack_connector_http::HttpError;
+use stepstack_cloud_http::HttpError;
+use stepstack_core::connector::ConnectorError;
 use stepstack_core::{Error, ErrorKind};
 
 /// What can go wrong in the GCP connector.
@@ -155,9 +156,11 @@ impl GcpError {
             NoLoginPath => ErrorKind::InvalidSettings,
         }
     }
+}
 
+impl ConnectorError for GcpError {
     /// The core error, naming the connector (and the cluster or location when known).
-    pub(crate) fn into_core(self, connector: &str) -> Error {
+    fn into_core(self, connector: &str) -> Error {
         let mut error = Error::new(self.kind(), self.to_string())
             .with_context("connector", connector.to_owned());
         match &self {
@@ -181,4 +184,4 @@ impl GcpError {
 }
 
 /// Shorthand for this crate's fallible results.
-pub(crate) type GResult<T> = Result<T, GcpError>;
+pub(crate) type GcpResult<T> = Result<T, GcpError>;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use stepstack_core::connector::{ResourceIds, qualified_ids, split_qualified};
 use stepstack_core::{Error, ErrorKind};
 
-use crate::error::{GResult, GcpError};
+use crate::error::{GcpError, GcpResult};
 
 /// A cluster as `projects.locations.clusters` returns it (the fields the connector uses).
 #[derive(Debug, Clone, Deserialize)]
@@ -72,7 +72,7 @@ impl ApiEndpoint {
 
 /// ZenML's choice: the DNS endpoint only when it allows external traffic (its certificate
 /// is publicly trusted, so no CA), otherwise the IP endpoint with the cluster CA.
-pub(crate) fn choose_endpoint(cluster: &GkeCluster) -> GResult<ApiEndpoint> {
+pub(crate) fn choose_endpoint(cluster: &GkeCluster) -> GcpResult<ApiEndpoint> {
     let dns = cluster
         .control_plane_endpoints_config
         .as_ref()
@@ -121,7 +121,7 @@ pub(crate) struct ClusterRef {
 }
 
 impl ClusterRef {
-    pub(crate) fn parse(id: &str) -> GResult<ClusterRef> {
+    pub(crate) fn parse(id: &str) -> GcpResult<ClusterRef> {
         let id = id.trim();
         let invalid = || GcpError::InvalidResourceId { id: id.to_owned() };
         let (location, name) = split_qualified(id);
@@ -224,7 +224,7 @@ mod tests {
                 panic!("IP endpoint expected")
             };
             assert_eq!(
-                stepstack_connector_http::pem_certificates(&ca_pem).unwrap(),
+                stepstack_cloud_http::pem_certificates(&ca_pem).unwrap(),
                 vec![vec![0u8, 0, 0]]
             );
         }

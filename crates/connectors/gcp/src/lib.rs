@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
+mod auto;
 mod config;
 mod connector;
 mod environment;
@@ -10,13 +11,12 @@ mod login;
 
 pub use auth::CLOUD_PLATFORM_SCOPE;
 pub use config::{
-    DEFAULT_CONTAINER_ENDPOINT, DEFAULT_IAM_CREDENTIALS_ENDPOINT, DEFAULT_TOKEN_ENDPOINT,
-    Endpoints, ExternalAccountConfig, ImpersonationConfig, ImplicitConfig, OAuth2TokenConfig,
-    ServiceAccountConfig, UserAccountConfig,
+    CONNECTOR_TYPE, DEFAULT_CONTAINER_ENDPOINT, DEFAULT_IAM_CREDENTIALS_ENDPOINT,
+    DEFAULT_TOKEN_ENDPOINT, Endpoints, ExternalAccountConfig, ImpersonationConfig, ImplicitConfig,
+    OAuth2TokenConfig, ServiceAccountConfig, UserAccountConfig,
 };
 pub use connector::{
-    CONNECTOR_TYPE, GcpConnector, GcpConnectorFlavor, IMPERSONATION_MAX_EXPIRATION,
-    connector_type_spec,
+    GcpConnector, GcpConnectorFlavor, IMPERSONATION_MAX_EXPIRATION, connector_type_spec,
 };
 pub use environment::{ADC_FILE, DEFAULT_METADATA_HOST, GcpEnvironment};
 

@@ -65,6 +65,23 @@ pub fn token_login(
     }
 }
 
+/// [`write_login`] on a blocking thread, for connectors' async `configure_local_client`;
+/// a writer that panicked is reported as a failed write of `path`.
+pub async fn write_login_async(
+    path: PathBuf,
+    entries: Kubeconfig,
+) -> Result<(), KubeconfigWriteError> {
+    let at = path.clone();
+    tokio::task::spawn_blocking(move || write_login(&at, entries))
+        .await
+        .unwrap_or_else(|e| {
+            Err(KubeconfigWriteError {
+                path,
+                reason: format!("the writer panicked: {e}"),
+            })
+        })
+}
+
 /// The kubeconfig a login writes, as kubectl picks the file it modifies: the first entry
 /// of `KUBECONFIG` (the variable's value, `kubeconfig_var`), else `~/.kube/config`.
 pub fn login_path(kubeconfig_var: Option<&OsStr>, home: Option<&Path>) -> Option<PathBuf> {
@@ -296,6 +313,23 @@ preferences: {}
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "the kubeconfig holds secrets: {mode:o}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_async_writer_writes_the_same_and_reports_the_same_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        write_login_async(path.clone(), login("https://prod:6443"))
+            .await
+            .unwrap();
+        let written = Kubeconfig::read_from(&path).unwrap();
+        assert_eq!(written.current_context.as_deref(), Some("prod"));
+        std::fs::write(&path, "clusters: [oops").unwrap();
+        let err = write_login_async(path.clone(), login("https://prod:6443"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.path, path);
+        assert!(err.reason.contains("is not a valid kubeconfig"), "{err}");
     }
 
     #[test]

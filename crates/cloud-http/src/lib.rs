@@ -4,6 +4,7 @@ mod client;
 mod error;
 mod jwt;
 mod pem;
+mod source;
 mod token;
 
 pub use client::{
@@ -13,4 +14,5 @@ pub use client::{
 pub use error::HttpError;
 pub use jwt::RsaSigner;
 pub use pem::{pem_certificates, pem_private_key};
+pub use source::{IssuedTokenSource, TokenIssuer};
 pub use token::{AccessToken, TokenCache};
