@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use stepstack_artifact_store::{LocalArtifactStore, register};
 use stepstack_core::artifact_store::{
     ArtifactAddress, ArtifactError, ReadOptions, TransferOptions,
@@ -99,5 +100,54 @@ async fn files_live_under_the_documented_layout_and_commit_with_a_hard_link() {
     {
         Err(ArtifactError::Incomplete { .. }) => {}
         other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn local_trees_store_links_inside_and_refuse_links_out_and_special_files() {
+    let root = tempfile::tempdir().unwrap();
+    let store = LocalArtifactStore::new(root.path().join("store")).unwrap();
+    let store: &dyn ArtifactStore = &store;
+    let source = root.path().join("out");
+    std::fs::create_dir_all(source.join("blobs")).unwrap();
+    std::fs::write(source.join("blobs/abc"), b"blob").unwrap();
+    std::os::unix::fs::symlink("blobs/abc", source.join("model.bin")).unwrap();
+    let address: ArtifactAddress = "p/run-1/s/linked".parse().unwrap();
+    let manifest = store.write_tree(&address, &source).await.unwrap();
+    let paths: Vec<_> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["blobs/abc", "model.bin"]);
+    let back = root.path().join("back");
+    store
+        .read_tree(&address, &back, &ReadOptions::default())
+        .await
+        .unwrap();
+    let meta = std::fs::symlink_metadata(back.join("model.bin")).unwrap();
+    assert!(
+        meta.is_file(),
+        "a link inside the tree is read back as a copy"
+    );
+    assert_eq!(std::fs::read(back.join("model.bin")).unwrap(), b"blob");
+
+    let outward = root.path().join("outward");
+    std::fs::create_dir(&outward).unwrap();
+    std::os::unix::fs::symlink(root.path().join("out/blobs/abc"), outward.join("x")).unwrap();
+    std::os::unix::fs::symlink("/", outward.join("root")).unwrap();
+    let fifo = root.path().join("fifo");
+    std::fs::create_dir(&fifo).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(fifo.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (dir, name) in [(&outward, "outward"), (&fifo, "fifo")] {
+        let address: ArtifactAddress = format!("p/run-1/s/{name}").parse().unwrap();
+        match store.write_tree(&address, dir).await {
+            Err(ArtifactError::UnsupportedEntry { .. }) => {}
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(
+            store.list_objects(&address.prefix()).next().await.is_none(),
+            "{name}: a refused tree uploaded something"
+        );
     }
 }
