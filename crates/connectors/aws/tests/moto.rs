@@ -261,14 +261,31 @@ async fn moto_clusters_are_listed_and_missing_ones_and_bad_keys_are_explained() 
     assert!(error.contains("ResourceNotFoundException"), "{error}");
 
     // Connecting reads the endpoint and CA from DescribeCluster; moto's CA is a random
-    // string rather than base64 PEM, which the connector reports instead of passing on.
-    let err = connector
+    // string rather than base64 PEM. The connection still issues tokens (they need no
+    // CA), but a client built from it reports the CA instead of trusting anything.
+    let connection = connector
         .connect(KUBERNETES_CLUSTER, Some("ml-prod"))
         .await
-        .unwrap_err();
+        .unwrap();
+    let token = connection
+        .token_source
+        .as_ref()
+        .unwrap()
+        .token()
+        .await
+        .unwrap();
     assert!(
-        err.message()
-            .contains("the certificate authority of EKS cluster `ml-prod` is unreadable"),
+        stepstack_core::secrecy::ExposeSecret::expose_secret(&token.value)
+            .starts_with("k8s-aws-v1.")
+    );
+    let Err(err) = connection.into_client() else {
+        panic!("a client without a readable CA");
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(
+        err.message().contains(
+            "the certificate authority of EKS cluster `ml-prod` in region us-east-1 is unreadable"
+        ),
         "{err}"
     );
     assert_eq!(err.context_value("cluster"), Some("ml-prod"));
