@@ -116,8 +116,9 @@ pub enum StoreError {
         /// What failed and what to do.
         message: String,
     },
-    /// A file or directory of the store could not be read or written.
-    #[error("{action} {}: {source}", path.display())]
+    /// A file or directory of the store could not be read or written. The message names
+    /// the action and the path; the I/O error stays the source, so it is printed once.
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done, e.g. "could not create the stepstack home".
         action: String,
@@ -221,7 +222,8 @@ impl From<rusqlite::Error> for StoreError {
                 Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied | rusqlite::ErrorCode::CannotOpen) => {
                     "the store's database file cannot be opened for writing; check the permissions of the stepstack home".to_owned()
                 }
-                _ => format!("store database error: {err}"),
+                // The SQLite error is the source; the chain printer adds it once.
+                _ => "the store's database failed".to_owned(),
             }
         };
         StoreError::Database {
@@ -232,6 +234,9 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl From<StoreError> for Error {
+    /// The message is the store error's own; the source is the store error's cause (the
+    /// SQLite or I/O error), not the store error itself, whose text the message already
+    /// holds: a chain printer would otherwise print the sentence twice.
     fn from(err: StoreError) -> Self {
         let kind = err.kind();
         let mut out = Error::new(kind, err.to_string());
@@ -251,7 +256,16 @@ impl From<StoreError> for Error {
         if kind == ErrorKind::Unavailable {
             out = out.set_transient(true);
         }
-        out.with_source(err)
+        match err {
+            // rusqlite's own errors repeat their text in their source (`disk I/O error`
+            // over `Error code 10: disk I/O error`), so only its top line is kept.
+            StoreError::Database {
+                source: Some(source),
+                ..
+            } => out.with_source(source.to_string()),
+            StoreError::Io { source, .. } => out.with_source(source),
+            _ => out,
+        }
     }
 }
 
@@ -313,7 +327,61 @@ mod tests {
         }
         let core: Error = StoreError::not_found(EntityKind::Connector, "aws-eu").into();
         assert_eq!(core.context_value("connector"), Some("aws-eu"));
-        assert!(std::error::Error::source(&core).is_some());
+        // The message is the whole story: no source that repeats it.
+        assert!(std::error::Error::source(&core).is_none());
+    }
+
+    /// Every clause of `err` and its sources, in the order a chain printer prints them.
+    fn clauses(err: &dyn std::error::Error) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut next = Some(err);
+        while let Some(e) = next {
+            out.extend(
+                e.to_string()
+                    .split(": ")
+                    .flat_map(|c| c.split("; "))
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty()),
+            );
+            next = e.source();
+        }
+        out
+    }
+
+    #[test]
+    fn a_core_error_from_a_store_error_never_repeats_its_cause() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let sqlite = || {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("disk I/O error".into()),
+            )
+        };
+        let cases = [
+            StoreError::not_found(EntityKind::StepRun, "abc"),
+            StoreError::already_exists(EntityKind::Stack, "s"),
+            StoreError::InUse {
+                kind: EntityKind::Connector,
+                name: "c".into(),
+                used_by: "step operator `k8s`".into(),
+                action: "disconnect them first".into(),
+            },
+            StoreError::invalid("bad name"),
+            StoreError::corrupt("a handle"),
+            StoreError::crypto("wrong key"),
+            StoreError::io("could not read", "/x/store.db", io()),
+            StoreError::from(sqlite()),
+        ];
+        for err in cases {
+            let core: Error = err.into();
+            let clauses = clauses(&core);
+            for (i, clause) in clauses.iter().enumerate() {
+                assert!(
+                    !clauses[..i].contains(clause),
+                    "`{clause}` twice in {clauses:?}"
+                );
+            }
+        }
     }
 
     #[test]
