@@ -48,13 +48,15 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
 
     let mut problems = Vec::new();
     let mut declared = None;
-    for package in packages.iter().filter(|p| {
-        p["id"]
-            .as_str()
-            .is_some_and(|id| members.contains(&id))
-    }) {
+    for package in packages
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| members.contains(&id)))
+    {
         let name = package["name"].as_str().unwrap_or("?");
-        match package["rust_version"].as_str().and_then(RustVersion::parse) {
+        match package["rust_version"]
+            .as_str()
+            .and_then(RustVersion::parse)
+        {
             None => problems.push(format!("{name}: declares no rust-version")),
             Some(version) => match declared {
                 None => declared = Some(version),
@@ -89,12 +91,14 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         ));
     }
 
-    for package in packages.iter().filter(|p| {
-        !p["id"]
+    for package in packages
+        .iter()
+        .filter(|p| !p["id"].as_str().is_some_and(|id| members.contains(&id)))
+    {
+        let Some(needed) = package["rust_version"]
             .as_str()
-            .is_some_and(|id| members.contains(&id))
-    }) {
-        let Some(needed) = package["rust_version"].as_str().and_then(RustVersion::parse) else {
+            .and_then(RustVersion::parse)
+        else {
             continue;
         };
         if needed > declared {
