@@ -6,7 +6,7 @@ use serde::Deserialize;
 use stepstack_core::connector::{ResourceIds, qualified_ids, split_qualified};
 use stepstack_core::{Error, ErrorKind};
 
-use crate::error::{AResult, AzureError};
+use crate::error::{AzureError, AzureResult};
 
 /// A managed cluster as ARM returns it (the fields the connector uses).
 #[derive(Debug, Clone, Deserialize)]
@@ -75,7 +75,7 @@ pub(crate) fn decode_kubeconfig(
     results: CredentialResults,
     cluster: &str,
     which: &'static str,
-) -> AResult<kube::config::Kubeconfig> {
+) -> AzureResult<kube::config::Kubeconfig> {
     let bad = |reason: String| AzureError::BadKubeconfig {
         cluster: cluster.to_owned(),
         which,
@@ -99,7 +99,7 @@ pub(crate) fn decode_kubeconfig(
 pub(crate) fn server_and_ca(
     kubeconfig: &kube::config::Kubeconfig,
     cluster: &str,
-) -> AResult<(String, Option<String>)> {
+) -> AzureResult<(String, Option<String>)> {
     let bad = |reason: &str| AzureError::BadKubeconfig {
         cluster: cluster.to_owned(),
         which: "user",
@@ -141,7 +141,7 @@ pub(crate) struct ClusterRef {
 }
 
 impl ClusterRef {
-    pub(crate) fn parse(id: &str) -> AResult<ClusterRef> {
+    pub(crate) fn parse(id: &str) -> AzureResult<ClusterRef> {
         let id = id.trim();
         let invalid = || AzureError::InvalidResourceId { id: id.to_owned() };
         let (group, name) = split_qualified(id);

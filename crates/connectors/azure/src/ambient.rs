@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use stepstack_cloud_http::{AccessToken, HttpClient, HttpError, send};
 
-use crate::error::{AResult, AzureError};
+use crate::error::{AzureError, AzureResult};
 
 /// The managed-identity token endpoint of the instance metadata service.
 pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
@@ -65,7 +65,7 @@ pub(crate) async fn managed_identity_token(
     endpoint: ManagedIdentity<'_>,
     scope: &str,
     client_id: Option<&str>,
-) -> AResult<AccessToken> {
+) -> AzureResult<AccessToken> {
     let (base, api_version) = match endpoint {
         ManagedIdentity::Imds { url, .. } => (url, IMDS_API_VERSION),
         ManagedIdentity::AppService { url, .. } => (url, APP_SERVICE_API_VERSION),
@@ -167,7 +167,7 @@ pub(crate) async fn azure_cli_token(
     program: &Path,
     scope: &str,
     tenant: Option<&str>,
-) -> AResult<CliToken> {
+) -> AzureResult<CliToken> {
     let failed = |reason: String| AzureError::AzureCli {
         program: program.display().to_string(),
         reason,

@@ -10,11 +10,13 @@ use serde::Deserialize;
 use stepstack_cloud_http::{HttpClient, HttpError, TokenCache, form_request, send};
 use tokio::sync::Mutex;
 
+use stepstack_cloud_http::TokenIssuer;
+
 use crate::ambient::{self, ManagedIdentity};
 use crate::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
 use crate::config::{ClientCredentials, ClientProof, Credentials, IMPLICIT, Parsed};
 use crate::environment::{AzureEnvironment, read_variable_file};
-use crate::error::{AResult, AzureError};
+use crate::error::{AzureError, AzureResult};
 
 pub(crate) use stepstack_cloud_http::AccessToken;
 
@@ -55,6 +57,16 @@ enum AmbientSource {
     AzureCli,
 }
 
+/// Cluster connections refresh their tokens of the AKS server application through this.
+#[async_trait::async_trait]
+impl TokenIssuer for AzureAuth {
+    type Error = AzureError;
+
+    async fn issue(&self, scope: &str) -> AzureResult<AccessToken> {
+        self.fetch(scope).await
+    }
+}
+
 impl AzureAuth {
     pub(crate) fn new(
         http: HttpClient,
@@ -77,7 +89,7 @@ impl AzureAuth {
     }
 
     /// A token for `scope`: the cached one unless it expires within five minutes.
-    pub(crate) async fn current(&self, scope: &str) -> AResult<AccessToken> {
+    pub(crate) async fn current(&self, scope: &str) -> AzureResult<AccessToken> {
         self.cache
             .get_or_fetch(&scope.to_owned(), || self.fetch(scope))
             .await
@@ -94,7 +106,7 @@ impl AzureAuth {
     }
 
     /// A new token for `scope`, through the credentials' real HTTP path.
-    pub(crate) async fn fetch(&self, scope: &str) -> AResult<AccessToken> {
+    pub(crate) async fn fetch(&self, scope: &str) -> AzureResult<AccessToken> {
         match &self.parsed.credentials {
             Credentials::Client(client) => self.client_credentials(client, scope).await,
             Credentials::Implicit {
@@ -135,7 +147,7 @@ impl AzureAuth {
         scope: &str,
         managed_identity_endpoint: Option<&str>,
         azure_cli: Option<&Path>,
-    ) -> AResult<AccessToken> {
+    ) -> AzureResult<AccessToken> {
         let env = &self.environment;
         if let Some(credentials) = env.client_secret_credentials() {
             return self.client_credentials(&credentials, scope).await;
@@ -203,7 +215,7 @@ impl AzureAuth {
         &self,
         credentials: &ClientCredentials,
         scope: &str,
-    ) -> AResult<AccessToken> {
+    ) -> AzureResult<AccessToken> {
         let tenant = credentials.tenant_id.as_str();
         let client_id = credentials.client_id.as_str();
         let endpoint = format!("{}/{tenant}/oauth2/v2.0/token", self.parsed.authority_host);

@@ -11,10 +11,11 @@ use stepstack_core::registry::AutoConfigureRequest;
 
 use crate::ambient;
 use crate::auth::AKS_SERVER_APP_SCOPE;
-use crate::config::{ACCESS_TOKEN, DEFAULT_MANAGEMENT_SCOPE, IMPLICIT, SERVICE_PRINCIPAL};
-use crate::connector::CONNECTOR_TYPE;
+use crate::config::{
+    ACCESS_TOKEN, CONNECTOR_TYPE, DEFAULT_MANAGEMENT_SCOPE, IMPLICIT, SERVICE_PRINCIPAL,
+};
 use crate::environment::{AzureEnvironment, read_variable_file};
-use crate::error::{AResult, AzureError};
+use crate::error::{AzureError, AzureResult};
 
 /// Request values copied into every configuration (endpoints for sovereign clouds and
 /// fakes, scope settings).
@@ -34,7 +35,7 @@ const IMPLICIT_KEYS: [&str; 2] = ["managed_identity_endpoint", "azure_cli"];
 pub(crate) async fn auto_config(
     env: &AzureEnvironment,
     request: &AutoConfigureRequest,
-) -> AResult<ConnectorConfig> {
+) -> AzureResult<ConnectorConfig> {
     let base = |method: &str| {
         let mut config = ConnectorConfig::new(request.name.clone(), CONNECTOR_TYPE, method);
         for key in SHARED_KEYS {

@@ -8,7 +8,7 @@ use ring::rand::SecureRandom as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use stepstack_cloud_http::{HttpError, RsaSigner, pem_certificates};
 
-use crate::error::{AResult, AzureError};
+use crate::error::{AzureError, AzureResult};
 
 /// The `client_assertion_type` of a JWT client assertion.
 pub(crate) const CLIENT_ASSERTION_TYPE: &str =
@@ -39,7 +39,7 @@ impl ClientCertificate {
         pem: &SecretString,
         password: Option<&SecretString>,
         method: &str,
-    ) -> AResult<Self> {
+    ) -> AzureResult<Self> {
         let invalid = |e: HttpError| AzureError::InvalidClientCertificate {
             method: method.to_owned(),
             reason: e.to_string(),
@@ -78,7 +78,12 @@ impl ClientCertificate {
 
     /// A client assertion for `client_id` at token endpoint `audience`, valid from `now`
     /// (Unix seconds) for ten minutes.
-    pub(crate) fn assertion(&self, client_id: &str, audience: &str, now: i64) -> AResult<String> {
+    pub(crate) fn assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now: i64,
+    ) -> AzureResult<String> {
         let mut jti = [0u8; 16];
         ring::rand::SystemRandom::new()
             .fill(&mut jti)

@@ -11,12 +11,15 @@ use stepstack_core::ConnectorConfig;
 
 use crate::certificate::ClientCertificate;
 use crate::environment::AzureEnvironment;
-use crate::error::{AResult, AzureError};
+use crate::error::{AzureError, AzureResult};
 
 /// Auth method: a service principal with a client secret or certificate.
 pub(crate) const SERVICE_PRINCIPAL: &str = "service-principal";
 /// Auth method: given access tokens.
 pub(crate) const ACCESS_TOKEN: &str = "access-token";
+/// The connector type id.
+pub const CONNECTOR_TYPE: &str = "azure";
+
 /// Auth method: the environment's credentials (gated).
 pub(crate) const IMPLICIT: &str = "implicit";
 
@@ -164,6 +167,29 @@ pub(crate) enum ClientProof {
     FederatedTokenFile(PathBuf),
 }
 
+// Here rather than in `environment`, so the environment stays below the configuration:
+// these say what the `AZURE_*` variables mean as client credentials.
+impl AzureEnvironment {
+    /// The client-secret credentials of the `AZURE_*` variables, when all three are set.
+    pub(crate) fn client_secret_credentials(&self) -> Option<ClientCredentials> {
+        Some(ClientCredentials {
+            tenant_id: self.tenant_id.clone()?,
+            client_id: self.client_id.clone()?,
+            proof: ClientProof::Secret(self.client_secret.clone()?),
+        })
+    }
+
+    /// Workload identity federation through `AZURE_FEDERATED_TOKEN_FILE`, when it and the
+    /// tenant and client ids are set.
+    pub(crate) fn federated_credentials(&self) -> Option<ClientCredentials> {
+        Some(ClientCredentials {
+            tenant_id: self.tenant_id.clone()?,
+            client_id: self.client_id.clone()?,
+            proof: ClientProof::FederatedTokenFile(self.federated_token_file.clone()?),
+        })
+    }
+}
+
 /// A parsed configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Parsed {
@@ -185,7 +211,7 @@ pub(crate) fn schema_of<T: JsonSchema>() -> serde_json::Value {
 }
 
 /// Parses the configuration of `config.auth_method`.
-pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult<Parsed> {
+pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AzureResult<Parsed> {
     let method = config.auth_method.as_str();
     let invalid = |reason: &str| AzureError::InvalidConfig {
         method: method.to_owned(),
@@ -289,7 +315,7 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
                 .map_err(|e| invalid(&format!("`ca_certificate` cannot be used: {e}")))?,
         ),
     };
-    let url = |field: &str, value: Option<String>, default: &str| -> AResult<String> {
+    let url = |field: &str, value: Option<String>, default: &str| -> AzureResult<String> {
         let value = value
             .map(|v| v.trim().trim_end_matches('/').to_owned())
             .filter(|v| !v.is_empty())
@@ -326,7 +352,7 @@ pub(crate) fn parse(config: &ConnectorConfig, env: &AzureEnvironment) -> AResult
 }
 
 /// Tenant, client and subscription ids: GUIDs, or (tenants) domain names.
-fn check_id(field: &str, value: &str, method: &str) -> AResult<()> {
+fn check_id(field: &str, value: &str, method: &str) -> AzureResult<()> {
     let value = value.trim();
     let ok = !value.is_empty()
         && value.len() <= 128
@@ -347,7 +373,7 @@ fn check_id(field: &str, value: &str, method: &str) -> AResult<()> {
 
 /// Deserializes the values and secrets of `config` as `T`, refusing keys that are not in
 /// `T`'s schema.
-fn typed<T: DeserializeOwned + JsonSchema>(config: &ConnectorConfig) -> AResult<T> {
+fn typed<T: DeserializeOwned + JsonSchema>(config: &ConnectorConfig) -> AzureResult<T> {
     use secrecy::ExposeSecret;
     let method = config.auth_method.clone();
     let schema = schema_of::<T>();

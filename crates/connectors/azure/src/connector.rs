@@ -4,31 +4,26 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use secrecy::ExposeSecret as _;
-use stepstack_cloud_http::{HttpClient, HttpResponse};
+use stepstack_cloud_http::{HttpClient, HttpResponse, IssuedTokenSource};
 use stepstack_core::connector::{
-    AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, KUBERNETES_CLUSTER, ResourceRequest,
-    ResourceTypeSpec, ResourceVerifier, ResourcesReport, check_auto_configure_request,
-    find_auth_method, verify_resources,
+    AuthMethodSpec, ClusterRequest, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
+    KUBERNETES_CLUSTER, ResourceTypeSpec, ResourceVerifier, ResourcesReport, authorize_cluster,
+    check_auto_configure_request, find_auth_method, verify_resources,
 };
 use stepstack_core::registry::AutoConfigureRequest;
 use stepstack_core::{
-    BearerToken, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind, Result,
-    ServiceConnector, TokenSource,
+    ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind, Result, ServiceConnector,
 };
 use tokio::sync::OnceCell;
 
 use crate::aks::{self, AksIds, ClusterList, ClusterRef, CredentialResults, ManagedCluster};
 use crate::auth::{self, AKS_SERVER_APP_SCOPE, AccessToken, AzureAuth};
 use crate::config::{
-    self, ACCESS_TOKEN, ARM_API_VERSION, AccessTokenConfig, Credentials, IMPLICIT, ImplicitConfig,
-    Parsed, SERVICE_PRINCIPAL, ServicePrincipalConfig,
+    self, ACCESS_TOKEN, ARM_API_VERSION, AccessTokenConfig, CONNECTOR_TYPE, Credentials, IMPLICIT,
+    ImplicitConfig, Parsed, SERVICE_PRINCIPAL, ServicePrincipalConfig,
 };
 use crate::environment::AzureEnvironment;
-use crate::error::{AResult, AzureError};
-
-/// The connector type id.
-pub const CONNECTOR_TYPE: &str = "azure";
+use crate::error::{AzureError, AzureResult};
 
 /// The `api-version` of `GET /subscriptions`.
 const SUBSCRIPTIONS_API_VERSION: &str = "2022-12-01";
@@ -113,8 +108,8 @@ impl AzureConnectorFlavor {
         let scope = ConnectorScope::new(&self.spec, config, &AksIds)?;
         let parsed =
             config::parse(scope.config(), &self.environment).map_err(|e| e.into_core(&name))?;
-        let http = stepstack_cloud_http::http_client(parsed.ca_certificates.as_deref())
-            .map_err(|e| {
+        let http =
+            stepstack_cloud_http::http_client(parsed.ca_certificates.as_deref()).map_err(|e| {
                 AzureError::InvalidConfig {
                     method: scope.config().auth_method.clone(),
                     reason: format!("`ca_certificate` cannot be used: {e}"),
@@ -206,14 +201,14 @@ impl AzureConnector {
 
     /// The subscription: the configured one, else the single one the identity sees
     /// (`GET {management}/subscriptions`), looked up once.
-    async fn subscription(&self) -> AResult<&str> {
+    async fn subscription(&self) -> AzureResult<&str> {
         self.subscription
             .get_or_try_init(|| self.discover_subscription())
             .await
             .map(String::as_str)
     }
 
-    async fn discover_subscription(&self) -> AResult<String> {
+    async fn discover_subscription(&self) -> AzureResult<String> {
         let mut url = format!(
             "{}/subscriptions?api-version={SUBSCRIPTIONS_API_VERSION}",
             self.parsed.management_endpoint
@@ -261,24 +256,10 @@ impl AzureConnector {
         }
     }
 
-    /// The checks every use of the credentials starts with.
-    fn authorize(&self, resource_type: &str, resource_id: Option<&str>) -> Result<String> {
-        let resolved = self
-            .scope
-            .resolve(&AksIds, ResourceRequest::one(resource_type, resource_id))?;
-        self.environment
-            .implicit_auth
-            .check(self.name(), self.scope.auth_method())?;
-        self.scope.check_not_expired(Timestamp::now())?;
-        resolved.resource_id.ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidSettings,
-                format!(
-                    "connector `{}` reaches several AKS clusters; say which one with a resource id",
-                    self.name()
-                ),
-            )
-        })
+    /// The preamble of `connect` and `configure_local_client`: the one cluster to use.
+    fn authorize(&self, request: ClusterRequest<'_>) -> Result<String> {
+        let gate = self.environment.implicit_auth;
+        authorize_cluster(&self.scope, &AksIds, gate, request, Timestamp::now())
     }
 
     fn http(&self) -> &HttpClient {
@@ -286,7 +267,7 @@ impl AzureConnector {
     }
 
     /// The ARM URL of `path` (below the subscription) with the api-version.
-    async fn arm_url(&self, path: &str) -> AResult<String> {
+    async fn arm_url(&self, path: &str) -> AzureResult<String> {
         Ok(format!(
             "{}/subscriptions/{}{path}?api-version={ARM_API_VERSION}",
             self.parsed.management_endpoint,
@@ -295,7 +276,7 @@ impl AzureConnector {
     }
 
     /// A call to ARM with the cached token; on 401 once more with a new one.
-    async fn arm_call(&self, method: http::Method, url: &str) -> AResult<HttpResponse> {
+    async fn arm_call(&self, method: http::Method, url: &str) -> AzureResult<HttpResponse> {
         let scope = self.parsed.management_scope.clone();
         let mut retried = false;
         loop {
@@ -338,7 +319,7 @@ impl AzureConnector {
     }
 
     /// Every cluster the connector may use: the subscription's, or its resource group's.
-    async fn list_clusters(&self) -> AResult<Vec<ManagedCluster>> {
+    async fn list_clusters(&self) -> AzureResult<Vec<ManagedCluster>> {
         let path = match &self.parsed.resource_group {
             Some(group) => {
                 format!(
@@ -366,7 +347,7 @@ impl AzureConnector {
 
     /// The cluster `id` names: `resource-group/name` (or a bare name with a configured
     /// resource group) is fetched directly; otherwise a bare name must be unique.
-    async fn find_cluster(&self, id: &str) -> AResult<ManagedCluster> {
+    async fn find_cluster(&self, id: &str) -> AzureResult<ManagedCluster> {
         let cluster = ClusterRef::parse(id)?;
         let subscription = self.subscription().await?.to_owned();
         if let (Some(group), Some(configured)) =
@@ -441,7 +422,7 @@ impl AzureConnector {
         cluster: &ManagedCluster,
         action: &str,
         which: &'static str,
-    ) -> AResult<kube::config::Kubeconfig> {
+    ) -> AzureResult<kube::config::Kubeconfig> {
         let url = self.arm_url(&format!(
             "/resourceGroups/{}/providers/Microsoft.ContainerService/managedClusters/{}/{action}",
             cluster.resource_group(),
@@ -464,7 +445,7 @@ impl AzureConnector {
     }
 
     /// The connection to `cluster`.
-    async fn connection_for(&self, cluster: &ManagedCluster) -> AResult<ClusterConnection> {
+    async fn connection_for(&self, cluster: &ManagedCluster) -> AzureResult<ClusterConnection> {
         if self.parsed.use_admin_credentials {
             let kubeconfig = self
                 .credentials(cluster, "listClusterAdminCredential", "admin")
@@ -523,16 +504,15 @@ impl AzureConnector {
         }
         let current = self.auth.current(AKS_SERVER_APP_SCOPE).await?;
         Ok(ClusterConnection::new(config)
-            .with_token_source(Arc::new(EntraTokenSource {
-                auth: self.auth.clone(),
-                connector: self.name().to_owned(),
-                subscription: self.subscription().await?.to_owned(),
-            }))
+            .with_token_source(Arc::new(
+                IssuedTokenSource::new(self.auth.clone(), AKS_SERVER_APP_SCOPE, self.name())
+                    .with_context("subscription", self.subscription().await?),
+            ))
             .with_expires_at(current.expires_at))
     }
 
     /// Writes a kubeconfig context for cluster `id` with a current Entra ID token.
-    async fn login(&self, id: &str) -> AResult<String> {
+    async fn login(&self, id: &str) -> AzureResult<String> {
         let path = self
             .environment
             .login_kubeconfig_path()
@@ -544,27 +524,8 @@ impl AzureConnector {
         let (server, ca) = aks::server_and_ca(&kubeconfig, &cluster.name)?;
         let token: AccessToken = self.auth.current(AKS_SERVER_APP_SCOPE).await?;
         let context = format!("aks_{}_{}", cluster.resource_group(), cluster.name);
-        use base64::Engine as _;
-        let ca = ca.map(|pem| base64::engine::general_purpose::STANDARD.encode(pem));
-        let entries = stepstack_core::connector::kubeconfig::token_login(
-            &context,
-            &server,
-            ca,
-            token.value.clone(),
-        );
-        let write_path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            stepstack_core::connector::kubeconfig::write_login(&write_path, entries)
-        })
-        .await
-        .map_err(|e| AzureError::WriteKubeconfig {
-            path: path.clone(),
-            reason: format!("the writer panicked: {e}"),
-        })?
-        .map_err(|e| AzureError::WriteKubeconfig {
-            path: e.path,
-            reason: e.reason,
-        })?;
+        crate::login::write_context(&path, &context, &server, ca.as_deref(), token.value.clone())
+            .await?;
         tracing::info!(connector = %self.name(), %context, path = %path.display(), "updated the local kubeconfig");
         let expiry = token
             .expires_at
@@ -611,28 +572,6 @@ fn arm_error_parts(response: &HttpResponse) -> (String, String) {
     (code, message)
 }
 
-/// Fresh Entra ID tokens for the AKS server application, for a cluster connection.
-#[derive(Debug)]
-struct EntraTokenSource {
-    auth: Arc<AzureAuth>,
-    connector: String,
-    subscription: String,
-}
-
-#[async_trait]
-impl TokenSource for EntraTokenSource {
-    async fn token(&self) -> Result<BearerToken> {
-        let token = self.auth.fetch(AKS_SERVER_APP_SCOPE).await.map_err(|e| {
-            e.into_core(&self.connector)
-                .with_context("subscription", self.subscription.clone())
-        })?;
-        Ok(BearerToken::new(
-            token.value.expose_secret().to_owned(),
-            token.expires_at,
-        ))
-    }
-}
-
 #[async_trait]
 impl ResourceVerifier for AzureConnector {
     async fn verify_resource(
@@ -640,9 +579,7 @@ impl ResourceVerifier for AzureConnector {
         resource_type: Option<&str>,
         resource_id: Option<&str>,
     ) -> Result<Vec<String>> {
-        self.environment
-            .implicit_auth
-            .check(self.name(), self.scope.auth_method())?;
+        self.environment.implicit_auth.check_scope(&self.scope)?;
         let result = match (resource_type, resource_id) {
             (None, _) => self
                 .auth
@@ -705,7 +642,7 @@ impl ServiceConnector for AzureConnector {
         resource_type: &str,
         resource_id: Option<&str>,
     ) -> Result<ClusterConnection> {
-        let id = self.authorize(resource_type, resource_id)?;
+        let id = self.authorize(ClusterRequest::connect(resource_type, resource_id))?;
         let cluster = self
             .find_cluster(&id)
             .await
@@ -721,7 +658,10 @@ impl ServiceConnector for AzureConnector {
         resource_type: &str,
         resource_id: Option<&str>,
     ) -> Result<String> {
-        let id = self.authorize(resource_type, resource_id)?;
+        let id = self.authorize(ClusterRequest::configure_local_client(
+            resource_type,
+            resource_id,
+        ))?;
         self.login(&id).await.map_err(|e| self.core_error(e))
     }
 }

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use stepstack_core::connector::ImplicitAuthGate;
 
-use crate::config::{ClientCredentials, ClientProof};
-use crate::error::{AResult, AzureError};
+use crate::error::{AzureError, AzureResult};
 
 /// The local environment of the Azure connector. `Debug` hides the client secret.
 #[derive(Debug, Clone)]
@@ -166,25 +165,6 @@ impl AzureEnvironment {
         )
     }
 
-    /// The client-secret credentials of the `AZURE_*` variables, when all three are set.
-    pub(crate) fn client_secret_credentials(&self) -> Option<ClientCredentials> {
-        Some(ClientCredentials {
-            tenant_id: self.tenant_id.clone()?,
-            client_id: self.client_id.clone()?,
-            proof: ClientProof::Secret(self.client_secret.clone()?),
-        })
-    }
-
-    /// Workload identity federation through `AZURE_FEDERATED_TOKEN_FILE`, when it and the
-    /// tenant and client ids are set.
-    pub(crate) fn federated_credentials(&self) -> Option<ClientCredentials> {
-        Some(ClientCredentials {
-            tenant_id: self.tenant_id.clone()?,
-            client_id: self.client_id.clone()?,
-            proof: ClientProof::FederatedTokenFile(self.federated_token_file.clone()?),
-        })
-    }
-
     /// The tenant, client and certificate file of the `AZURE_*` variables, when all three
     /// are set.
     pub(crate) fn client_certificate_file(&self) -> Option<(String, String, PathBuf)> {
@@ -197,7 +177,7 @@ impl AzureEnvironment {
 }
 
 /// The contents of file `path`, which environment variable `variable` names.
-pub(crate) async fn read_variable_file(variable: &'static str, path: &Path) -> AResult<String> {
+pub(crate) async fn read_variable_file(variable: &'static str, path: &Path) -> AzureResult<String> {
     tokio::fs::read_to_string(path)
         .await
         .map_err(|source| AzureError::ReadFile {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use stepstack_cloud_http::HttpError;
+use stepstack_core::connector::ConnectorError;
 use stepstack_core::{Error, ErrorKind};
 
 /// What can go wrong in the Azure connector.
@@ -189,9 +190,11 @@ impl AzureError {
             Http(error) => error.kind(),
         }
     }
+}
 
+impl ConnectorError for AzureError {
     /// The core error, naming the connector (and the cluster when known).
-    pub(crate) fn into_core(self, connector: &str) -> Error {
+    fn into_core(self, connector: &str) -> Error {
         let mut error = Error::new(self.kind(), self.to_string())
             .with_context("connector", connector.to_owned());
         match &self {
@@ -209,4 +212,4 @@ impl AzureError {
 }
 
 /// Shorthand for this crate's fallible results.
-pub(crate) type AResult<T> = Result<T, AzureError>;
+pub(crate) type AzureResult<T> = Result<T, AzureError>;

@@ -9,14 +9,15 @@ mod config;
 mod connector;
 mod environment;
 mod error;
+mod login;
 
 pub use ambient::DEFAULT_IMDS_ENDPOINT;
 pub use auth::{AKS_SERVER_APP_ID, AKS_SERVER_APP_SCOPE};
 pub use config::{
-    ARM_API_VERSION, AccessTokenConfig, AzureCommonConfig, DEFAULT_AUTHORITY_HOST,
+    ARM_API_VERSION, AccessTokenConfig, AzureCommonConfig, CONNECTOR_TYPE, DEFAULT_AUTHORITY_HOST,
     DEFAULT_MANAGEMENT_ENDPOINT, DEFAULT_MANAGEMENT_SCOPE, ImplicitConfig, ServicePrincipalConfig,
 };
-pub use connector::{AzureConnector, AzureConnectorFlavor, CONNECTOR_TYPE, connector_type_spec};
+pub use connector::{AzureConnector, AzureConnectorFlavor, connector_type_spec};
 pub use environment::AzureEnvironment;
 
 /// Registers the `azure` connector type, reading this process's environment.
