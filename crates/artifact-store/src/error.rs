@@ -44,7 +44,14 @@ impl From<LocalStoreError> for Error {
                 ErrorKind::Unavailable
             }
         };
-        Error::new(kind, err.to_string()).with_source(err)
+        // The message is this error's own text; only its cause becomes the source, so a
+        // chain printer does not print the sentence twice.
+        let out = Error::new(kind, err.to_string());
+        match err {
+            LocalStoreError::RelativeRoot { .. } => out,
+            LocalStoreError::CreateRoot { source, .. } => out.with_source(source),
+            LocalStoreError::Open { source, .. } => out.with_source(source),
+        }
     }
 }
 
@@ -69,4 +76,25 @@ pub(crate) fn map_object_store_error(
         _ => ErrorKind::Unavailable,
     };
     Error::new(kind, format!("{operation} `{key}` failed")).with_source(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setup_error_as_core_error_attaches_its_cause_not_itself() {
+        let err = LocalStoreError::CreateRoot {
+            path: "/data/artifacts".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let core = Error::from(err);
+        let source = std::error::Error::source(&core).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("permission denied"));
+        assert!(!core.to_string().contains("permission denied"), "{core}");
+        let relative = Error::from(LocalStoreError::RelativeRoot {
+            path: "data".into(),
+        });
+        assert!(std::error::Error::source(&relative).is_none());
+    }
 }
