@@ -5,9 +5,9 @@ use stepstack_core::{Result, StepHandle};
 
 use crate::api::{Api, ApiError, Call, CallPolicy, encode};
 use crate::handle::KubernetesHandle;
+use crate::labels::STEP_RUN_LABEL;
 use crate::operator::Inner;
 use crate::submit::{job_path, jobs_path};
-use crate::watch::state::STEP_RUN_LABEL;
 
 fn foreground() -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"})

@@ -26,10 +26,10 @@ use tokio::sync::mpsc;
 
 use crate::api::{Api, ApiError, Call, CallPolicy, encode};
 use crate::handle::KubernetesHandle;
+use crate::labels::INDEX_KEY;
 use crate::operator::Inner;
 use crate::outcome::main_status;
 use crate::watch::NamespaceWatch;
-use crate::watch::state::INDEX_KEY;
 
 /// How long a log stream waits for the pods of a finished Job to show up.
 const POD_GRACE: Duration = Duration::from_secs(2);
@@ -745,7 +745,7 @@ fn retry_due(
     match data
         .policy
         .retry
-        .decide(&failure.reason, crate::wait::retry_counts(job))
+        .decide(&failure.reason, crate::retry::job::retry_counts(job))
     {
         crate::retry::RetryDecision::Retry { delay, .. } => {
             Some(delay * 2 + Duration::from_secs(30))
@@ -769,9 +769,9 @@ async fn list_pods(ctx: &Ctx, attempt: u32) -> Vec<Arc<Pod>> {
     }
     let selector = format!(
         "{}={},{}={attempt}",
-        crate::watch::state::STEP_RUN_LABEL,
+        crate::labels::STEP_RUN_LABEL,
         ctx.step_run,
-        crate::watch::state::ATTEMPT_LABEL
+        crate::labels::ATTEMPT_LABEL
     );
     let call = Call::get(
         format!(

@@ -16,10 +16,7 @@ use stepstack_settings::MAIN_CONTAINER;
 
 use crate::deadlines::{Deadlines, add};
 
-/// Annotation in which stepstack records a failure it decided itself (a deadline, a
-/// fail-fast waiting reason) before it deletes the Job, so every watcher sees the same
-/// verdict.
-pub(crate) const FAILURE_ANNOTATION: &str = "stepstack.dev/failure";
+use crate::labels::FAILURE_ANNOTATION;
 
 /// Waiting reasons that mean the image cannot be pulled.
 const IMAGE_PULL_REASONS: [&str; 6] = [

@@ -15,8 +15,8 @@ use stepstack_settings::{
 
 use crate::api::{Api, ApiError, Call, CallPolicy, encode};
 use crate::handle::{KubernetesHandle, WaitPolicy};
+use crate::labels::STEP_RUN_LABEL;
 use crate::operator::Inner;
-use crate::watch::state::STEP_RUN_LABEL;
 
 /// The handle [`submit`] returns for `launch`, computed without creating anything: the
 /// Job name is deterministic per step run, the cluster is the one this operator uses.

@@ -33,8 +33,7 @@ use crate::outcome::AttemptSnapshot;
 use state::NamespaceState;
 pub(crate) use state::ReadMark;
 
-/// The label selector of everything stepstack manages.
-pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=stepstack";
+use crate::labels::MANAGED_SELECTOR;
 
 /// Consecutive errors of a kind that retrying will not fix (401, 403, 404) after which
 /// waiters are told instead of waiting forever.

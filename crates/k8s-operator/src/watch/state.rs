@@ -25,12 +25,7 @@ use tokio::sync::watch;
 
 use crate::outcome::AttemptSnapshot;
 
-/// Label with the sanitised step-run id.
-pub(crate) const STEP_RUN_LABEL: &str = "stepstack.dev/step-run-id";
-/// Label with the attempt number.
-pub(crate) const ATTEMPT_LABEL: &str = "stepstack.dev/attempt";
-/// Label and annotation with a pod's index in an Indexed Job.
-pub(crate) const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
+use crate::labels::{ATTEMPT_LABEL, INDEX_KEY, STEP_RUN_LABEL};
 
 /// Step run (label value) and attempt of a managed object.
 fn key_of(meta: &ObjectMeta) -> Option<(String, u32)> {
@@ -577,7 +572,7 @@ mod tests {
         done.metadata.annotations = Some(
             [
                 (
-                    crate::outcome::FAILURE_ANNOTATION.to_owned(),
+                    crate::labels::FAILURE_ANNOTATION.to_owned(),
                     "{}".to_owned(),
                 ),
                 ("other".to_owned(), "x".to_owned()),
@@ -597,7 +592,7 @@ mod tests {
         assert_eq!(job.metadata.labels.as_ref().unwrap().len(), 2);
         let annotations = job.metadata.annotations.as_ref().unwrap();
         assert!(
-            annotations.contains_key(crate::outcome::FAILURE_ANNOTATION) && annotations.len() == 1
+            annotations.contains_key(crate::labels::FAILURE_ANNOTATION) && annotations.len() == 1
         );
     }
 }

@@ -6,6 +6,10 @@
 //! up the step's retries. Configuration problems (image pulls, container config,
 //! scheduling, create failures, deadlines) and cancellations are never retried: the
 //! next attempt would fail the same way.
+//!
+//! [`job`] builds the Job of the next attempt.
+
+pub(crate) mod job;
 
 use std::time::Duration;
 
