@@ -22,8 +22,8 @@ pub enum ClusterError {
     /// Certificates or TLS configuration.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// Binding the listener or writing a file.
-    #[error("I/O error: {0}")]
+    /// Binding the listener or writing a file (the I/O error is the source, printed once).
+    #[error("the emulated cluster could not bind its listener or write a file")]
     Io(#[from] std::io::Error),
     /// Building a kubeconfig or client.
     #[error("kubeconfig: {0}")]

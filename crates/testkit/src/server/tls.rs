@@ -14,10 +14,10 @@ use rustls::server::WebPkiClientVerifier;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// Certificate generation failed.
-    #[error("certificate generation failed: {0}")]
+    #[error("certificate generation failed")]
     Rcgen(#[from] rcgen::Error),
     /// rustls rejected the configuration.
-    #[error("TLS configuration failed: {0}")]
+    #[error("TLS configuration failed")]
     Rustls(#[from] rustls::Error),
     /// The client verifier could not be built.
     #[error("client verifier: {0}")]
