@@ -3,15 +3,11 @@
 
 use stepstack_core::{Result, StepHandle};
 
-use crate::api::{Api, ApiError, Call, CallPolicy, encode};
+use crate::api::{ApiError, Call, encode};
 use crate::handle::KubernetesHandle;
+use crate::jobs::{foreground, jobs_path};
 use crate::labels::STEP_RUN_LABEL;
 use crate::operator::Inner;
-use crate::submit::{job_path, jobs_path};
-
-fn foreground() -> serde_json::Value {
-    serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"})
-}
 
 /// Deletes every Job of the step run of `handle`.
 pub(crate) async fn cancel(inner: &Inner, handle: &StepHandle) -> Result<()> {
@@ -43,23 +39,4 @@ pub(crate) async fn cancel(inner: &Inner, handle: &StepHandle) -> Result<()> {
     crate::wait::record_cancelled(inner, handle, &data.step_run_label);
     tracing::info!(namespace = %data.namespace, job = %data.job_name, step = %handle.step_name, "cancelled step");
     Ok(())
-}
-
-/// Deletes one Job with foreground propagation; a Job that is already gone is fine.
-pub(crate) async fn delete_job(
-    api: &Api,
-    namespace: &str,
-    name: &str,
-    calls: CallPolicy,
-) -> Result<()> {
-    let call = Call::delete(
-        format!("delete Job {namespace}/{name}"),
-        job_path(namespace, name),
-        &foreground(),
-    );
-    match api.bytes(&call, calls).await {
-        Ok(_) => Ok(()),
-        Err(err) if err.code() == Some(404) => Ok(()),
-        Err(err) => Err(err.into_core()),
-    }
 }

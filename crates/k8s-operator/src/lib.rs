@@ -6,6 +6,7 @@ mod client;
 mod deadlines;
 mod flavor;
 mod handle;
+mod jobs;
 mod labels;
 mod logs;
 mod operator;

@@ -8,8 +8,9 @@ use stepstack_core::{Error, ErrorKind, Result, StepLaunch};
 use stepstack_settings::build_headless_service;
 
 use crate::api::{Call, CallPolicy};
+use crate::jobs::jobs_path;
 use crate::operator::KubernetesStepOperator;
-use crate::submit::{jobs_path, manifests};
+use crate::submit::manifests;
 
 /// Placeholder uid of the Job in a preview (the real one comes from the API server).
 const PREVIEW_UID: &str = "00000000-0000-0000-0000-000000000000";

@@ -25,13 +25,13 @@ use stepstack_settings::MAIN_CONTAINER;
 use crate::api::{Api, Call, CallPolicy, encode};
 use crate::deadlines::sleep_until;
 use crate::handle::KubernetesHandle;
+use crate::jobs::{attach, create_job, job_path};
 use crate::labels::ATTEMPT_LABEL;
 use crate::labels::FAILURE_ANNOTATION;
 use crate::operator::Inner;
 use crate::outcome::{AttemptSnapshot, Failure, Verdict, evaluate};
 use crate::retry::job::{retry_counts, retry_job, secret_of};
 use crate::retry::{RetryCounts, RetryDecision};
-use crate::submit::{attach, create_job, job_path};
 use crate::watch::NamespaceWatch;
 
 /// How long a waiter lets the watch deliver a Job this operator created before reading
@@ -261,7 +261,7 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
                     )
                     .with_warning_events(events.clone())
                     .with_attempts(attempt + 1);
-                    if let Err(err) = Box::pin(crate::cancel::delete_job(
+                    if let Err(err) = Box::pin(crate::jobs::delete_job(
                         w.api,
                         &w.data.namespace,
                         &job_name,
@@ -431,7 +431,7 @@ async fn conclude(w: &Waiter<'_>, job: &Job, failure: Failure) -> StepFailure {
         if let Err(err) = w.api.bytes(&call, w.calls).await {
             tracing::debug!(error = %err, "could not record the failure on the Job");
         }
-        if let Err(err) = crate::cancel::delete_job(w.api, namespace, &job_name, w.calls).await {
+        if let Err(err) = crate::jobs::delete_job(w.api, namespace, &job_name, w.calls).await {
             tracing::warn!(namespace = %namespace, job = %job_name, error = %err, "could not delete the failed Job");
         }
     }
