@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 use stepstack_cloud_http::{HttpClient, HttpResponse, IssuedTokenSource};
 use stepstack_core::connector::{
-    AuthMethodSpec, ClusterRequest, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
-    KUBERNETES_CLUSTER, ResourceTypeSpec, ResourceVerifier, ResourcesReport, authorize_cluster,
-    check_auto_configure_request, find_auth_method, verify_resources,
+    AuthMethodSpec, ClusterConnector, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
+    ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec, ResourceVerifier,
+    check_auto_configure_request, find_auth_method,
 };
 use stepstack_core::registry::AutoConfigureRequest;
 use stepstack_core::{
@@ -254,12 +253,6 @@ impl AzureConnector {
                 subscriptions: described(several),
             }),
         }
-    }
-
-    /// The preamble of `connect` and `configure_local_client`: the one cluster to use.
-    fn authorize(&self, request: ClusterRequest<'_>) -> Result<String> {
-        let gate = self.environment.implicit_auth;
-        authorize_cluster(&self.scope, &AksIds, gate, request, Timestamp::now())
     }
 
     fn http(&self) -> &HttpClient {
@@ -579,7 +572,6 @@ impl ResourceVerifier for AzureConnector {
         resource_type: Option<&str>,
         resource_id: Option<&str>,
     ) -> Result<Vec<String>> {
-        self.environment.implicit_auth.check_scope(&self.scope)?;
         let result = match (resource_type, resource_id) {
             (None, _) => self
                 .auth
@@ -612,39 +604,22 @@ impl ResourceVerifier for AzureConnector {
 }
 
 #[async_trait]
-impl ServiceConnector for AzureConnector {
-    fn connector_type(&self) -> &ConnectorTypeSpec {
-        self.scope.spec()
+impl ClusterConnector for AzureConnector {
+    fn scope(&self) -> &ConnectorScope {
+        &self.scope
     }
 
-    fn config(&self) -> &ConnectorConfig {
-        self.scope.config()
+    fn resource_ids(&self) -> &dyn ResourceIds {
+        &AksIds
     }
 
-    async fn verify(
-        &self,
-        resource_type: Option<&str>,
-        resource_id: Option<&str>,
-    ) -> Result<ResourcesReport> {
-        verify_resources(
-            &self.scope,
-            &AksIds,
-            self,
-            resource_type,
-            resource_id,
-            Timestamp::now(),
-        )
-        .await
+    fn implicit_gate(&self) -> ImplicitAuthGate {
+        self.environment.implicit_auth
     }
 
-    async fn connect(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<ClusterConnection> {
-        let id = self.authorize(ClusterRequest::connect(resource_type, resource_id))?;
+    async fn connect_cluster(&self, id: &str) -> Result<ClusterConnection> {
         let cluster = self
-            .find_cluster(&id)
+            .find_cluster(id)
             .await
             .map_err(|e| self.core_error(e))?;
         self.connection_for(&cluster).await.map_err(|e| {
@@ -653,15 +628,7 @@ impl ServiceConnector for AzureConnector {
         })
     }
 
-    async fn configure_local_client(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<String> {
-        let id = self.authorize(ClusterRequest::configure_local_client(
-            resource_type,
-            resource_id,
-        ))?;
-        self.login(&id).await.map_err(|e| self.core_error(e))
+    async fn login_cluster(&self, id: &str) -> Result<String> {
+        self.login(id).await.map_err(|e| self.core_error(e))
     }
 }

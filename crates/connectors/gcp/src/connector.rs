@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 use stepstack_cloud_http::{HttpClient, HttpResponse, IssuedTokenSource};
 use stepstack_core::connector::{
-    AuthMethodSpec, ClusterRequest, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
-    ExpirationBounds, KUBERNETES_CLUSTER, ResourceTypeSpec, ResourceVerifier, ResourcesReport,
-    authorize_cluster, check_auto_configure_request, find_auth_method, verify_resources,
+    AuthMethodSpec, ClusterConnector, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
+    ExpirationBounds, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec,
+    ResourceVerifier, check_auto_configure_request, find_auth_method,
 };
 use stepstack_core::{
     AutoConfigureRequest, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind,
@@ -220,12 +219,6 @@ impl GcpConnector {
             .with_context("project", self.project_id().to_owned())
     }
 
-    /// The preamble of `connect` and `configure_local_client`: the one cluster to use.
-    fn authorize(&self, request: ClusterRequest<'_>) -> Result<String> {
-        let gate = self.environment.implicit_auth;
-        authorize_cluster(&self.scope, &GkeIds, gate, request, Timestamp::now())
-    }
-
     /// `GET {container}/v1/{path}` with the cached token; on 401 once more with a new one.
     async fn api_get(&self, path: &str) -> GcpResult<HttpResponse> {
         let endpoint = format!("{}/v1/{path}", self.parsed.container_endpoint());
@@ -424,7 +417,6 @@ impl ResourceVerifier for GcpConnector {
         resource_type: Option<&str>,
         resource_id: Option<&str>,
     ) -> Result<Vec<String>> {
-        self.environment.implicit_auth.check_scope(&self.scope)?;
         let result = match (resource_type, resource_id) {
             (None, _) => self.auth.current().await.map(|_| Vec::new()),
             (Some(_), None) => self
@@ -448,39 +440,22 @@ impl ResourceVerifier for GcpConnector {
 }
 
 #[async_trait]
-impl ServiceConnector for GcpConnector {
-    fn connector_type(&self) -> &ConnectorTypeSpec {
-        self.scope.spec()
+impl ClusterConnector for GcpConnector {
+    fn scope(&self) -> &ConnectorScope {
+        &self.scope
     }
 
-    fn config(&self) -> &ConnectorConfig {
-        self.scope.config()
+    fn resource_ids(&self) -> &dyn ResourceIds {
+        &GkeIds
     }
 
-    async fn verify(
-        &self,
-        resource_type: Option<&str>,
-        resource_id: Option<&str>,
-    ) -> Result<ResourcesReport> {
-        verify_resources(
-            &self.scope,
-            &GkeIds,
-            self,
-            resource_type,
-            resource_id,
-            Timestamp::now(),
-        )
-        .await
+    fn implicit_gate(&self) -> ImplicitAuthGate {
+        self.environment.implicit_auth
     }
 
-    async fn connect(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<ClusterConnection> {
-        let id = self.authorize(ClusterRequest::connect(resource_type, resource_id))?;
+    async fn connect_cluster(&self, id: &str) -> Result<ClusterConnection> {
         let cluster = self
-            .find_cluster(&id)
+            .find_cluster(id)
             .await
             .map_err(|e| self.core_error(e))?;
         self.connection_for(&cluster).await.map_err(|e| {
@@ -489,15 +464,7 @@ impl ServiceConnector for GcpConnector {
         })
     }
 
-    async fn configure_local_client(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<String> {
-        let id = self.authorize(ClusterRequest::configure_local_client(
-            resource_type,
-            resource_id,
-        ))?;
-        self.login(&id).await.map_err(|e| self.core_error(e))
+    async fn login_cluster(&self, id: &str) -> Result<String> {
+        self.login(id).await.map_err(|e| self.core_error(e))
     }
 }

@@ -3,15 +3,25 @@
 //! have a Kubernetes API, the implicit-auth gate must be open for implicit methods, the
 //! credentials must not have expired, and exactly one cluster must be named.
 //!
-//! Connectors call [`authorize_cluster`] at the start of `connect` and
-//! `configure_local_client` instead of writing this preamble again, so every connector
-//! refuses the same requests with the same errors, in the same order.
+//! A connector implements [`ClusterConnector`] (its scope, ids, gate, and what to do
+//! with the one cluster) and gets `ServiceConnector` from it: `verify` through
+//! [`verify_resources`] behind the implicit-auth gate, and `connect` and
+//! `configure_local_client` behind [`authorize_cluster`]. So every connector refuses the
+//! same requests with the same errors, in the same order, and a third party writes only
+//! what is its own.
 
+use std::fmt;
+
+use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::validation::{ConnectorScope, ResourceIds, ResourceRequest};
-use super::{ImplicitAuthGate, KUBERNETES_CLUSTER};
-use crate::{Error, ErrorKind, Result};
+use super::verify::{ResourceVerifier, verify_resources};
+use super::{
+    ConnectorConfig, ConnectorTypeSpec, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourcesReport,
+    ServiceConnector,
+};
+use crate::{ClusterConnection, Error, ErrorKind, Result};
 
 /// What the caller is about to do with the cluster; it words the refusal of a resource
 /// type that has no Kubernetes API.
@@ -102,6 +112,105 @@ pub fn authorize_cluster(
             ),
         )
     })
+}
+
+/// A connector that reaches Kubernetes clusters: what it has to say about itself, and
+/// the work that is its own once the preamble has passed. Every such type is a
+/// [`ServiceConnector`] through the blanket implementation below.
+///
+/// Its [`ResourceVerifier`] is called behind the implicit-auth gate, so it checks only
+/// the credentials and resources themselves.
+#[async_trait]
+pub trait ClusterConnector: ResourceVerifier + fmt::Debug {
+    /// The validated scope: type description, configuration, auth method.
+    fn scope(&self) -> &ConnectorScope;
+
+    /// How the connector type names its resources.
+    fn resource_ids(&self) -> &dyn ResourceIds;
+
+    /// Whether implicit auth methods may run in this process.
+    fn implicit_gate(&self) -> ImplicitAuthGate;
+
+    /// The connection to cluster `id` (canonical, authorized, credentials not expired).
+    async fn connect_cluster(&self, id: &str) -> Result<ClusterConnection>;
+
+    /// Writes a kubeconfig context for cluster `id` and says what it did.
+    async fn login_cluster(&self, id: &str) -> Result<String>;
+}
+
+/// A connector's verifier behind its implicit-auth gate: a closed gate fails each check
+/// as an authorization failure, as if the connector had checked it itself.
+struct Gated<'a, C: ?Sized>(&'a C);
+
+#[async_trait]
+impl<C: ClusterConnector + ?Sized> ResourceVerifier for Gated<'_, C> {
+    async fn verify_resource(
+        &self,
+        resource_type: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.0.implicit_gate().check_scope(self.0.scope())?;
+        self.0.verify_resource(resource_type, resource_id).await
+    }
+}
+
+#[async_trait]
+impl<C: ClusterConnector> ServiceConnector for C {
+    fn connector_type(&self) -> &ConnectorTypeSpec {
+        self.scope().spec()
+    }
+
+    fn config(&self) -> &ConnectorConfig {
+        self.scope().config()
+    }
+
+    async fn verify(
+        &self,
+        resource_type: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> Result<ResourcesReport> {
+        verify_resources(
+            self.scope(),
+            self.resource_ids(),
+            &Gated(self),
+            resource_type,
+            resource_id,
+            Timestamp::now(),
+        )
+        .await
+    }
+
+    async fn connect(
+        &self,
+        resource_type: &str,
+        resource_id: Option<&str>,
+    ) -> Result<ClusterConnection> {
+        let request = ClusterRequest::connect(resource_type, resource_id);
+        let id = authorize_cluster(
+            self.scope(),
+            self.resource_ids(),
+            self.implicit_gate(),
+            request,
+            Timestamp::now(),
+        )?;
+        self.connect_cluster(&id).await
+    }
+
+    async fn configure_local_client(
+        &self,
+        resource_type: &str,
+        resource_id: Option<&str>,
+    ) -> Result<String> {
+        let request = ClusterRequest::configure_local_client(resource_type, resource_id);
+        let id = authorize_cluster(
+            self.scope(),
+            self.resource_ids(),
+            self.implicit_gate(),
+            request,
+            Timestamp::now(),
+        )?;
+        self.login_cluster(&id).await
+    }
 }
 
 #[cfg(test)]
@@ -316,5 +425,116 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         let err = authorize_cluster(&scope(implicit), &Ids, OPEN, request, now()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    }
+
+    /// Records what the connector was asked after the preamble.
+    #[derive(Debug)]
+    struct Recording {
+        scope: ConnectorScope,
+        gate: ImplicitAuthGate,
+        asked: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl ResourceVerifier for Recording {
+        async fn verify_resource(
+            &self,
+            resource_type: Option<&str>,
+            resource_id: Option<&str>,
+        ) -> Result<Vec<String>> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push(format!("verify {resource_type:?} {resource_id:?}"));
+            Ok(vec!["prod".to_owned()])
+        }
+    }
+
+    #[async_trait]
+    impl ClusterConnector for Recording {
+        fn scope(&self) -> &ConnectorScope {
+            &self.scope
+        }
+        fn resource_ids(&self) -> &dyn ResourceIds {
+            &Ids
+        }
+        fn implicit_gate(&self) -> ImplicitAuthGate {
+            self.gate
+        }
+        async fn connect_cluster(&self, id: &str) -> Result<ClusterConnection> {
+            self.asked.lock().unwrap().push(format!("connect {id}"));
+            let url: http::Uri = "https://127.0.0.1:6443".parse().unwrap();
+            Ok(ClusterConnection::new(kube::Config::new(url)))
+        }
+        async fn login_cluster(&self, id: &str) -> Result<String> {
+            self.asked.lock().unwrap().push(format!("login {id}"));
+            Ok(format!("logged in to {id}"))
+        }
+    }
+
+    fn recording(method: &str, gate: ImplicitAuthGate) -> Recording {
+        let config =
+            ConnectorConfig::new("c", "cloud", method).with_resource_types([KUBERNETES_CLUSTER]);
+        Recording {
+            scope: scope(config),
+            gate,
+            asked: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cluster_connector_gets_the_preamble_before_its_own_work() {
+        let open = recording("implicit", OPEN);
+        let connector: &dyn ServiceConnector = &open;
+        assert_eq!(connector.config().name, "c");
+        assert_eq!(connector.connector_type().connector_type, "cloud");
+        connector
+            .connect(KUBERNETES_CLUSTER, Some("PROD"))
+            .await
+            .unwrap();
+        let said = connector
+            .configure_local_client(KUBERNETES_CLUSTER, Some("prod"))
+            .await
+            .unwrap();
+        assert_eq!(said, "logged in to prod");
+        let report = connector.verify(None, Some("Prod")).await.unwrap();
+        assert_eq!(
+            report.entry(KUBERNETES_CLUSTER).unwrap().resource_ids,
+            Some(vec!["prod".to_owned()])
+        );
+        assert_eq!(
+            *open.asked.lock().unwrap(),
+            [
+                "connect prod",
+                "login prod",
+                "verify Some(\"kubernetes-cluster\") Some(\"prod\")"
+            ]
+        );
+
+        // Behind a closed gate nothing of the connector's own runs; verify reports the
+        // refusal as an authorization failure of the type.
+        let closed = recording("implicit", CLOSED);
+        let connector: &dyn ServiceConnector = &closed;
+        let err = connector
+            .connect(KUBERNETES_CLUSTER, Some("prod"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        let err = connector
+            .configure_local_client(KUBERNETES_CLUSTER, Some("prod"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        let report = connector.verify(None, None).await.unwrap();
+        let entry = report.entry(KUBERNETES_CLUSTER).unwrap();
+        assert!(
+            entry
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("connector `c` authorization failure: auth method `implicit`"),
+            "{entry:?}"
+        );
+        assert!(closed.asked.lock().unwrap().is_empty());
     }
 }
