@@ -1,20 +1,27 @@
 #![doc = include_str!("../README.md")]
 
 mod builder;
+pub mod cache;
 mod dag;
 mod load;
 mod model;
 mod parse;
 mod path;
 mod placeholder;
+pub mod record;
 pub mod schema;
 mod validate;
 
 pub use builder::PipelineBuilder;
+pub use cache::{CacheInputs, CacheKey};
 pub use dag::Dag;
 pub use load::{LoadError, Loaded, Loader, load_file, load_str};
 pub use model::{OutputRef, Pipeline, Retry, Step};
 pub use placeholder::{Placeholder, RenderError, RenderedStep, RunContext, render};
+pub use record::{
+    InMemoryRunStore, OutputRecord, RunRecord, RunSnapshot, RunStatus, RunStore, RunStoreError,
+    StepFailureReason, StepRunFailure, StepRunRecord, StepRunStatus, StepRunUpdate,
+};
 pub use schema::{PIPELINE_SCHEMA_FILE, pipeline_schema, schemas};
 pub use stepstack_input::Format;
 pub use stepstack_settings::{Issue, IssueKind, ValidationReport};
