@@ -55,6 +55,60 @@ impl From<LocalStoreError> for Error {
     }
 }
 
+/// What can go wrong setting up a remote (`s3`, `gcs`, `azure`) store. No variant carries
+/// a credential: reasons name settings, never their secret values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteStoreError {
+    /// The configuration is not valid.
+    #[error("invalid `{flavor}` artifact-store configuration: {reason}")]
+    Invalid {
+        /// The flavor.
+        flavor: &'static str,
+        /// What is wrong and what to change.
+        reason: String,
+    },
+    /// `object_store` could not build a client from a valid configuration.
+    #[error("could not set up the `{flavor}` artifact store for {location}")]
+    Build {
+        /// The flavor.
+        flavor: &'static str,
+        /// The bucket or container.
+        location: String,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+impl RemoteStoreError {
+    pub(crate) fn invalid(flavor: &'static str, reason: impl Into<String>) -> Self {
+        RemoteStoreError::Invalid {
+            flavor,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<RemoteStoreError> for Error {
+    fn from(err: RemoteStoreError) -> Self {
+        let out = match &err {
+            RemoteStoreError::Invalid { flavor, .. } => {
+                Error::new(ErrorKind::InvalidSettings, err.to_string())
+                    .with_context("flavor", *flavor)
+            }
+            RemoteStoreError::Build { flavor, .. } => {
+                Error::new(ErrorKind::InvalidSettings, err.to_string())
+                    .with_context("flavor", *flavor)
+            }
+        };
+        match err {
+            RemoteStoreError::Invalid { .. } => out,
+            RemoteStoreError::Build { source, .. } => out.with_source(source),
+        }
+    }
+}
+
 /// An `object_store` error as core's [`Error`]: missing objects are `NotFound`, a
 /// create-if-absent onto an existing object is `Conflict`, and so on, so the shared
 /// artifact logic can tell them apart on every flavor.
