@@ -1,14 +1,25 @@
 //! The configuration of each auth method: typed structs (whose JSON Schemas the
 //! connector type publishes) and their parsing into what `connect` and `login` use.
 
+use std::path::Path;
+
 use base64::Engine as _;
-use kube::config::Kubeconfig;
+use kube::config::{
+    AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+};
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use stepstack_core::ConnectorConfig;
 
-use crate::error::{KResult, KubeConnectorError};
+use crate::error::{KubernetesError, KubernetesResult};
+use crate::kubeconfig::{SA_CA, SA_TOKEN, base64_of, kubeconfig_problem};
+
+/// The connector type id.
+pub const CONNECTOR_TYPE: &str = "kubernetes";
+
+/// The `AutoConfigureRequest::values` key naming the kubeconfig context to use.
+pub const KUBERNETES_CONTEXT: &str = "kubernetes_context";
 
 /// Auth method ids.
 pub(crate) const TOKEN: &str = "token";
@@ -198,10 +209,10 @@ pub(crate) struct Parsed {
 
 /// Parses the configuration of `config.auth_method`. `in_cluster_server` is the server
 /// the `in-cluster` method uses when none is configured.
-pub(crate) fn parse(config: &ConnectorConfig, in_cluster_server: &str) -> KResult<Parsed> {
+pub(crate) fn parse(config: &ConnectorConfig, in_cluster_server: &str) -> KubernetesResult<Parsed> {
     let method = config.auth_method.as_str();
     let merged = merged_values(config);
-    let invalid = |e: serde_json::Error| KubeConnectorError::InvalidConfig {
+    let invalid = |e: serde_json::Error| KubernetesError::InvalidConfig {
         method: method.to_owned(),
         reason: e.to_string(),
     };
@@ -225,7 +236,7 @@ pub(crate) fn parse(config: &ConnectorConfig, in_cluster_server: &str) -> KResul
         CLIENT_CERTIFICATE => {
             let c: ClientCertificateConfig = serde_json::from_value(merged).map_err(invalid)?;
             let identity = identity(Some(c.client_certificate), Some(c.client_key), method)?
-                .ok_or(KubeConnectorError::MissingField {
+                .ok_or(KubernetesError::MissingField {
                     field: "client_certificate",
                     method: method.to_owned(),
                 })?;
@@ -271,7 +282,7 @@ pub(crate) fn parse(config: &ConnectorConfig, in_cluster_server: &str) -> KResul
                 auth: Auth::InCluster,
             })
         }
-        other => Err(KubeConnectorError::InvalidConfig {
+        other => Err(KubernetesError::InvalidConfig {
             method: other.to_owned(),
             reason: "unknown auth method".to_owned(),
         }),
@@ -300,14 +311,14 @@ fn identity(
     certificate: Option<SecretString>,
     key: Option<SecretString>,
     method: &str,
-) -> KResult<Option<Identity>> {
+) -> KubernetesResult<Option<Identity>> {
     match (certificate, key) {
         (None, None) => Ok(None),
-        (Some(_), None) => Err(KubeConnectorError::MissingField {
+        (Some(_), None) => Err(KubernetesError::MissingField {
             field: "client_key",
             method: method.to_owned(),
         }),
-        (None, Some(_)) => Err(KubeConnectorError::MissingField {
+        (None, Some(_)) => Err(KubernetesError::MissingField {
             field: "client_certificate",
             method: method.to_owned(),
         }),
@@ -324,7 +335,7 @@ fn target(
     ca: Option<SecretString>,
     insecure: bool,
     namespace: Option<String>,
-) -> KResult<Target> {
+) -> KubernetesResult<Target> {
     let url = parse_server(&server)?;
     let cluster_name = match cluster_name
         .map(|n| n.trim().to_owned())
@@ -349,7 +360,7 @@ fn target(
 }
 
 /// Parses and checks an API server URL.
-pub(crate) fn parse_server(server: &str) -> KResult<url::Url> {
+pub(crate) fn parse_server(server: &str) -> KubernetesResult<url::Url> {
     let url = url::Url::parse(server.trim());
     // A URL with `user:password@` is refused below; the message must not repeat them.
     let shown = match &url {
@@ -361,7 +372,7 @@ pub(crate) fn parse_server(server: &str) -> KResult<url::Url> {
         }
         _ => server.to_owned(),
     };
-    let invalid = |reason: &str| KubeConnectorError::InvalidServer {
+    let invalid = |reason: &str| KubernetesError::InvalidServer {
         url: shown.clone(),
         reason: reason.to_owned(),
     };
@@ -396,7 +407,10 @@ pub(crate) fn host_of(url: &url::Url) -> String {
 }
 
 /// PEM text from PEM or base64-encoded PEM.
-pub(crate) fn pem_or_base64(value: &SecretString, field: &'static str) -> KResult<SecretString> {
+pub(crate) fn pem_or_base64(
+    value: &SecretString,
+    field: &'static str,
+) -> KubernetesResult<SecretString> {
     let text = value.expose_secret().trim();
     if text.starts_with("-----BEGIN ") {
         return Ok(SecretString::from(format!("{text}\n")));
@@ -416,37 +430,13 @@ pub(crate) fn pem_or_base64(value: &SecretString, field: &'static str) -> KResul
             return Ok(SecretString::from(format!("{}\n", decoded.trim())));
         }
     }
-    Err(KubeConnectorError::NotPem { field })
+    Err(KubernetesError::NotPem { field })
 }
 
-/// Base64 of PEM text, as kubeconfig `*-data` fields hold it.
-pub(crate) fn base64_of(pem: &SecretString) -> String {
-    base64::engine::general_purpose::STANDARD.encode(pem.expose_secret().as_bytes())
-}
-
-/// What is wrong with a kubeconfig, without quoting it: the YAML parser's messages show
-/// the offending text and the lines around it (often the token line), so a parse error
-/// is reduced to where it is. Other errors (a missing file, a bad URL) are kept.
-pub(crate) fn kubeconfig_problem(error: &kube::config::KubeconfigError) -> String {
-    use kube::config::KubeconfigError;
-    let KubeconfigError::Parse(parse) = error else {
-        return error.to_string();
-    };
-    let hidden = "the content is not shown because it holds credentials";
-    match parse.location().filter(|l| l.line() > 0) {
-        Some(at) => format!(
-            "it is not valid kubeconfig YAML: the error is at line {}, column {} ({hidden})",
-            at.line(),
-            at.column()
-        ),
-        None => format!("it is not valid kubeconfig YAML ({hidden})"),
-    }
-}
-
-fn parse_kubeconfig(c: KubeconfigConfig) -> KResult<Parsed> {
-    let invalid = |reason: String| KubeConnectorError::InvalidStoredKubeconfig { reason };
+fn parse_kubeconfig(c: KubeconfigConfig) -> KubernetesResult<Parsed> {
+    let invalid = |reason: String| KubernetesError::InvalidStoredKubeconfig { reason };
     let full = Kubeconfig::from_yaml(c.kubeconfig.expose_secret()).map_err(|e| {
-        KubeConnectorError::InvalidKubeconfigValue {
+        KubernetesError::InvalidKubeconfigValue {
             field: "kubeconfig",
             problem: kubeconfig_problem(&e),
         }
@@ -494,6 +484,96 @@ fn parse_kubeconfig(c: KubeconfigConfig) -> KResult<Parsed> {
             kubeconfig: Box::new(reduced),
         },
     })
+}
+
+/// The cluster, user and context (all named `name`) that a connector stands for, with
+/// `name` as the current context. `in_cluster_dir` is where the `in-cluster` method finds
+/// the service account's files.
+pub(crate) fn entries(parsed: &Parsed, name: &str, in_cluster_dir: &Path) -> Kubeconfig {
+    let target = &parsed.target;
+    let (cluster, user) = match &parsed.auth {
+        Auth::Kubeconfig { kubeconfig, .. } => {
+            let cluster = kubeconfig
+                .clusters
+                .first()
+                .and_then(|c| c.cluster.clone())
+                .unwrap_or_default();
+            let user = kubeconfig
+                .auth_infos
+                .first()
+                .and_then(|u| u.auth_info.clone())
+                .unwrap_or_default();
+            (cluster, user)
+        }
+        auth => {
+            let mut cluster = Cluster {
+                server: Some(target.server.clone()),
+                ..Default::default()
+            };
+            if target.insecure {
+                // kubectl refuses a CA together with insecure-skip-tls-verify.
+                cluster.insecure_skip_tls_verify = Some(true);
+            } else if let Some(ca) = &target.ca_pem {
+                cluster.certificate_authority_data = Some(base64_of(ca));
+            }
+            let mut user = AuthInfo::default();
+            match auth {
+                Auth::Token { token, identity } => {
+                    user.token = token.clone();
+                    if let Some(identity) = identity {
+                        set_identity(&mut user, identity);
+                    }
+                }
+                Auth::ClientCertificate(identity) => set_identity(&mut user, identity),
+                Auth::Password { username, password } => {
+                    user.username = Some(username.expose_secret().to_owned());
+                    user.password = Some(password.clone());
+                }
+                Auth::InCluster => {
+                    cluster.certificate_authority_data = None;
+                    cluster.certificate_authority = Some(path_string(&in_cluster_dir.join(SA_CA)));
+                    user.token_file = Some(path_string(&in_cluster_dir.join(SA_TOKEN)));
+                }
+                Auth::Kubeconfig { .. } => {}
+            }
+            (cluster, user)
+        }
+    };
+    Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: name.to_owned(),
+            cluster: Some(cluster),
+            ..Default::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: name.to_owned(),
+            auth_info: Some(user),
+            ..Default::default()
+        }],
+        contexts: vec![NamedContext {
+            name: name.to_owned(),
+            context: Some(Context {
+                cluster: name.to_owned(),
+                user: Some(name.to_owned()),
+                namespace: target.namespace.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        current_context: Some(name.to_owned()),
+        api_version: Some("v1".to_owned()),
+        kind: Some("Config".to_owned()),
+        ..Default::default()
+    }
+}
+
+fn set_identity(user: &mut AuthInfo, identity: &Identity) {
+    user.client_certificate_data = Some(base64_of(&identity.certificate_pem));
+    user.client_key_data = Some(SecretString::from(base64_of(&identity.key_pem)));
+}
+
+fn path_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

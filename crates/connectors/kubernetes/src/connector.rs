@@ -4,34 +4,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use secrecy::ExposeSecret;
+use kube::config::KubeConfigOptions;
 use stepstack_core::connector::{
-    AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, KUBERNETES_CLUSTER, ResourceIds,
-    ResourceRequest, ResourceTypeSpec, ResourceVerifier, ResourcesReport, find_auth_method,
-    verify_resources,
+    AuthMethodSpec, ClusterConnector, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
+    ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec, ResourceVerifier,
+    find_auth_method,
 };
 use stepstack_core::{
-    AutoConfigureRequest, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind,
-    Result, ServiceConnector,
+    AutoConfigureRequest, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, Result,
+    ServiceConnector,
 };
 
 use crate::config::{
-    self, Auth, CLIENT_CERTIFICATE, ClientCertificateConfig, IN_CLUSTER, InClusterConfig,
-    KUBECONFIG, KubeconfigConfig, PASSWORD, Parsed, PasswordConfig, TOKEN, TokenConfig,
+    self, Auth, CLIENT_CERTIFICATE, CONNECTOR_TYPE, ClientCertificateConfig, IN_CLUSTER,
+    InClusterConfig, KUBECONFIG, KubeconfigConfig, PASSWORD, Parsed, PasswordConfig, TOKEN,
+    TokenConfig,
 };
 use crate::environment::LocalEnvironment;
-use crate::error::{KResult, KubeConnectorError};
+use crate::error::{KubernetesError, KubernetesResult};
 use crate::in_cluster::ServiceAccountToken;
-use crate::kubeconfig::{self as kc, SA_CA, SA_NAMESPACE, SA_TOKEN};
+use crate::kubeconfig::{SA_CA, SA_NAMESPACE, SA_TOKEN};
 use crate::review;
-
-/// The connector type id.
-pub const CONNECTOR_TYPE: &str = "kubernetes";
-
-/// The `AutoConfigureRequest::values` key naming the kubeconfig context to use.
-pub const KUBERNETES_CONTEXT: &str = "kubernetes_context";
 
 /// How often the in-cluster token is re-read before its nominal expiry.
 const IN_CLUSTER_REFRESH_MARGIN: Duration = Duration::from_secs(10);
@@ -183,33 +176,7 @@ impl ConnectorFlavor for KubernetesFlavor {
                 .map_err(|e| e.with_context("connector", name.clone()))?;
         }
         let env = &self.environment;
-        let config = match request.auth_method.as_deref() {
-            Some(IN_CLUSTER) => self.in_cluster_config(&request)?,
-            requested => match kc::read_merged(&env.kubeconfig_paths())
-                .map_err(|e| e.into_core(&name))?
-            {
-                Some(kubeconfig) => self.kubeconfig_config(&request, requested, kubeconfig)?,
-                None if requested.is_none() && env.service_account_dir.join(SA_TOKEN).is_file() => {
-                    self.in_cluster_config(&request)?
-                }
-                None => {
-                    let looked_at = env
-                        .kubeconfig_paths()
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    return Err(KubeConnectorError::NoKubeconfig {
-                        looked_at: if looked_at.is_empty() {
-                            "nowhere: KUBECONFIG and HOME are unset".to_owned()
-                        } else {
-                            looked_at
-                        },
-                    }
-                    .into_core(&name));
-                }
-            },
-        };
+        let config = crate::auto::auto_config(env, &request)?;
         // The result must build; an implicit method must be allowed here, where it will run.
         let connector = self.build_connector(config.clone())?;
         env.implicit_auth
@@ -217,188 +184,6 @@ impl ConnectorFlavor for KubernetesFlavor {
         tracing::info!(connector = %name, auth_method = %config.auth_method, "configured the connector from the local environment");
         Ok(config)
     }
-}
-
-impl KubernetesFlavor {
-    fn in_cluster_config(&self, request: &AutoConfigureRequest) -> Result<ConnectorConfig> {
-        let token = self.environment.service_account_dir.join(SA_TOKEN);
-        if !token.is_file() {
-            return Err(KubeConnectorError::InCluster {
-                what: "token",
-                path: token,
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }
-            .into_core(&request.name));
-        }
-        let mut config = ConnectorConfig::new(request.name.clone(), CONNECTOR_TYPE, IN_CLUSTER)
-            .with_resource_types([KUBERNETES_CLUSTER])
-            .with_value("server", self.environment.in_cluster_server.clone());
-        if let Some(id) = &request.resource_id {
-            config = config.with_value("cluster_name", id.clone());
-        }
-        Ok(config)
-    }
-
-    fn kubeconfig_config(
-        &self,
-        request: &AutoConfigureRequest,
-        requested: Option<&str>,
-        kubeconfig: Kubeconfig,
-    ) -> Result<ConnectorConfig> {
-        let name = request.name.as_str();
-        let context = match request
-            .values
-            .get(KUBERNETES_CONTEXT)
-            .filter(|c| !c.is_empty())
-        {
-            Some(context) => context.clone(),
-            None => kubeconfig
-                .current_context
-                .clone()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| {
-                    KubeConnectorError::NoCurrentContext {
-                        available: kc::context_names(&kubeconfig),
-                    }
-                    .into_core(name)
-                })?,
-        };
-        let mut reduced = kc::reduce(&kubeconfig, &context).map_err(|e| e.into_core(name))?;
-        kc::inline_files(&mut reduced).map_err(|e| e.into_core(name))?;
-        auto_config_from(name, request, requested, &context, reduced).map_err(|e| e.into_core(name))
-    }
-}
-
-/// The connector configuration for one reduced kubeconfig context.
-fn auto_config_from(
-    name: &str,
-    request: &AutoConfigureRequest,
-    requested: Option<&str>,
-    context: &str,
-    reduced: Kubeconfig,
-) -> KResult<ConnectorConfig> {
-    let cluster = reduced
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.clone())
-        .unwrap_or_default();
-    let user = reduced
-        .auth_infos
-        .first()
-        .and_then(|u| u.auth_info.clone())
-        .unwrap_or_default();
-    let namespace = reduced
-        .contexts
-        .first()
-        .and_then(|c| c.context.as_ref())
-        .and_then(|c| c.namespace.clone());
-    let server =
-        cluster
-            .server
-            .clone()
-            .ok_or_else(|| KubeConnectorError::InvalidStoredKubeconfig {
-                reason: format!("the cluster of context `{context}` has no server"),
-            })?;
-    let url = config::parse_server(&server)?;
-    let cluster_name = request
-        .resource_id
-        .clone()
-        .unwrap_or_else(|| config::host_of(&url));
-    let token = match (&user.token, &user.token_file) {
-        (Some(token), _) => Some(token.clone()),
-        (None, Some(file)) => Some(kc::read_secret_file(
-            std::path::Path::new(file),
-            "the token file",
-        )?),
-        (None, None) => None,
-    };
-    let has_identity = user.client_certificate_data.is_some() && user.client_key_data.is_some();
-    let has_basic = user.username.is_some() && user.password.is_some();
-    let is_plugin = user.exec.is_some() || user.auth_provider.is_some();
-    let method = match requested {
-        Some(method) => method.to_owned(),
-        None if is_plugin => KUBECONFIG.to_owned(),
-        None if has_basic => PASSWORD.to_owned(),
-        None if token.is_none() && has_identity => CLIENT_CERTIFICATE.to_owned(),
-        None => TOKEN.to_owned(),
-    };
-    let does_not_fit = |reason: &str| KubeConnectorError::MethodDoesNotFit {
-        method: method.clone(),
-        reason: reason.to_owned(),
-    };
-    let mut config = ConnectorConfig::new(name, CONNECTOR_TYPE, method.clone())
-        .with_resource_types([KUBERNETES_CLUSTER])
-        .with_value("cluster_name", cluster_name);
-    if let Some(namespace) = namespace.filter(|n| !n.is_empty()) {
-        config = config.with_value("namespace", namespace);
-    }
-    if method == KUBECONFIG {
-        let yaml = serde_norway::to_string(&reduced).map_err(|e| {
-            KubeConnectorError::InvalidStoredKubeconfig {
-                reason: e.to_string(),
-            }
-        })?;
-        return Ok(config
-            .with_secret("kubeconfig", yaml)
-            .with_value("context", context));
-    }
-    if is_plugin {
-        return Err(does_not_fit(
-            "the user runs an exec or auth-provider plugin, whose short-lived credentials must not be stored; use the `kubeconfig` auth method",
-        ));
-    }
-    if cluster.tls_server_name.is_some() || cluster.proxy_url.is_some() {
-        tracing::warn!(
-            connector = name,
-            context,
-            "the kubeconfig cluster sets tls-server-name or proxy-url, which auth method `{method}` does not carry; use the `kubeconfig` auth method to keep them"
-        );
-    }
-    config = config.with_value("server", server);
-    if cluster.insecure_skip_tls_verify == Some(true) {
-        config = config.with_value("insecure", true);
-    }
-    if let Some(ca) = &cluster.certificate_authority_data {
-        config = config.with_secret("certificate_authority", ca.clone());
-    }
-    match method.as_str() {
-        PASSWORD => {
-            let (Some(username), Some(password)) = (&user.username, &user.password) else {
-                return Err(does_not_fit("the user has no user name and password"));
-            };
-            config = config
-                .with_secret("username", username.clone())
-                .with_secret("password", password.expose_secret().to_owned());
-        }
-        CLIENT_CERTIFICATE | TOKEN => {
-            if method == CLIENT_CERTIFICATE && !has_identity {
-                return Err(does_not_fit("the user has no client certificate and key"));
-            }
-            if let (Some(cert), Some(key)) = (&user.client_certificate_data, &user.client_key_data)
-            {
-                config = config
-                    .with_secret("client_certificate", cert.clone())
-                    .with_secret("client_key", key.expose_secret().to_owned());
-            }
-            if method == TOKEN {
-                match token {
-                    Some(token) => {
-                        config =
-                            config.with_secret("token", token.expose_secret().trim().to_owned())
-                    }
-                    None if !has_identity => {
-                        tracing::warn!(
-                            connector = name,
-                            "the kubeconfig user has no credentials; the connector will send anonymous requests"
-                        );
-                    }
-                    None => {}
-                }
-            }
-        }
-        _ => return Err(does_not_fit("it is not configured from a kubeconfig")),
-    }
-    Ok(config)
 }
 
 /// Resource ids of the `kubernetes-cluster` type: the connector's cluster name.
@@ -442,40 +227,30 @@ impl KubernetesConnector {
         self.scope.name()
     }
 
-    fn core_error(&self, error: KubeConnectorError) -> Error {
+    fn core_error(&self, error: KubernetesError) -> Error {
         error.into_core(self.name())
     }
 
-    /// The checks every use of the credentials starts with.
-    fn authorize(&self, resource_type: &str, resource_id: Option<&str>) -> Result<()> {
-        self.scope
-            .resolve(&self.ids, ResourceRequest::one(resource_type, resource_id))?;
-        self.environment
-            .implicit_auth
-            .check(self.name(), self.scope.auth_method())?;
-        self.scope.check_not_expired(Timestamp::now())
-    }
-
     /// The connection, without the argument and expiry checks.
-    async fn connection(&self) -> KResult<ClusterConnection> {
+    async fn connection(&self) -> KubernetesResult<ClusterConnection> {
         let cluster = self.cluster_name().to_owned();
         let dir = &self.environment.service_account_dir;
         if matches!(self.parsed.auth, Auth::InCluster) {
             for (what, file) in [("token", SA_TOKEN), ("CA certificate", SA_CA)] {
                 let path = dir.join(file);
                 if let Err(source) = tokio::fs::metadata(&path).await {
-                    return Err(KubeConnectorError::InCluster { what, path, source });
+                    return Err(KubernetesError::InCluster { what, path, source });
                 }
             }
         }
-        let entries = kc::entries(&self.parsed, &cluster, dir);
+        let entries = config::entries(&self.parsed, &cluster, dir);
         let options = KubeConfigOptions {
             context: Some(cluster.clone()),
             ..Default::default()
         };
         let mut config = kube::Config::from_custom_kubeconfig(entries, &options)
             .await
-            .map_err(|e| KubeConnectorError::BuildClient {
+            .map_err(|e| KubernetesError::BuildClient {
                 cluster: cluster.clone(),
                 reason: e.to_string(),
             })?;
@@ -529,9 +304,6 @@ impl ResourceVerifier for KubernetesConnector {
         _resource_type: Option<&str>,
         _resource_id: Option<&str>,
     ) -> Result<Vec<String>> {
-        self.environment
-            .implicit_auth
-            .check(self.name(), self.scope.auth_method())?;
         let cluster = self.cluster_name().to_owned();
         let connection = self.connection().await.map_err(|e| self.core_error(e))?;
         let client = connection
@@ -549,62 +321,37 @@ impl ResourceVerifier for KubernetesConnector {
 }
 
 #[async_trait]
-impl ServiceConnector for KubernetesConnector {
-    fn connector_type(&self) -> &ConnectorTypeSpec {
-        self.scope.spec()
+impl ClusterConnector for KubernetesConnector {
+    fn scope(&self) -> &ConnectorScope {
+        &self.scope
     }
 
-    fn config(&self) -> &ConnectorConfig {
-        self.scope.config()
+    fn resource_ids(&self) -> &dyn ResourceIds {
+        &self.ids
     }
 
-    async fn verify(
-        &self,
-        resource_type: Option<&str>,
-        resource_id: Option<&str>,
-    ) -> Result<ResourcesReport> {
-        verify_resources(
-            &self.scope,
-            &self.ids,
-            self,
-            resource_type,
-            resource_id,
-            Timestamp::now(),
-        )
-        .await
+    fn implicit_gate(&self) -> ImplicitAuthGate {
+        self.environment.implicit_auth
     }
 
-    async fn connect(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<ClusterConnection> {
-        self.authorize(resource_type, resource_id)?;
+    /// `id` is the connector's one cluster: the preamble refused any other.
+    async fn connect_cluster(&self, _id: &str) -> Result<ClusterConnection> {
         self.connection().await.map_err(|e| self.core_error(e))
     }
 
-    async fn configure_local_client(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<String> {
-        self.authorize(resource_type, resource_id)?;
+    async fn login_cluster(&self, _id: &str) -> Result<String> {
         let path = self
             .environment
             .login_kubeconfig_path()
-            .ok_or_else(|| self.core_error(KubeConnectorError::NoLoginPath))?;
+            .ok_or_else(|| self.core_error(KubernetesError::NoLoginPath))?;
         let cluster = self.cluster_name().to_owned();
-        let entries = kc::entries(
+        let entries = config::entries(
             &self.parsed,
             &cluster,
             &self.environment.service_account_dir,
         );
-        let write_path = path.clone();
-        tokio::task::spawn_blocking(move || kc::write_login(&write_path, entries))
+        crate::login::write_context(&path, entries)
             .await
-            .map_err(|e| {
-                Error::new(ErrorKind::Internal, "writing the kubeconfig panicked").with_source(e)
-            })?
             .map_err(|e| self.core_error(e))?;
         tracing::info!(connector = %self.name(), context = %cluster, path = %path.display(), "updated the local kubeconfig");
         Ok(format!(

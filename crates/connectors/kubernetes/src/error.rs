@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
+use stepstack_core::connector::ConnectorError;
 use stepstack_core::{Error, ErrorKind};
 
 /// What can go wrong in the Kubernetes connector.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum KubeConnectorError {
+pub(crate) enum KubernetesError {
     #[error("the configuration of auth method `{method}` is invalid: {reason}")]
     InvalidConfig { method: String, reason: String },
 
@@ -110,9 +111,9 @@ pub(crate) enum KubeConnectorError {
     },
 }
 
-impl KubeConnectorError {
+impl KubernetesError {
     fn kind(&self) -> ErrorKind {
-        use KubeConnectorError::*;
+        use KubernetesError::*;
         match self {
             InvalidConfig { .. }
             | MissingField { .. }
@@ -135,19 +136,21 @@ impl KubeConnectorError {
             WriteKubeconfig { .. } => ErrorKind::Internal,
         }
     }
+}
 
+impl ConnectorError for KubernetesError {
     /// The core error, naming the connector.
-    pub(crate) fn into_core(self, connector: &str) -> Error {
+    fn into_core(self, connector: &str) -> Error {
         let kind = self.kind();
         let message = self.to_string();
         let error = Error::new(kind, message).with_context("connector", connector.to_owned());
         match self {
-            KubeConnectorError::ReadFile { source, .. }
-            | KubeConnectorError::InCluster { source, .. } => error.with_source(source),
+            KubernetesError::ReadFile { source, .. }
+            | KubernetesError::InCluster { source, .. } => error.with_source(source),
             _ => error,
         }
     }
 }
 
 /// Shorthand for this crate's fallible results.
-pub(crate) type KResult<T> = Result<T, KubeConnectorError>;
+pub(crate) type KubernetesResult<T> = Result<T, KubernetesError>;

@@ -1,16 +1,16 @@
-//! Kubeconfig handling with kube's own types: reading and merging local files
-//! (KUBECONFIG rules), reducing a kubeconfig to one context, building the entries a
-//! connector stands for, and writing them into a user's kubeconfig atomically.
+//! Kubeconfig files with kube's own types, below everything else of the connector:
+//! reading and merging local files (KUBECONFIG rules), reducing a kubeconfig to one
+//! context, inlining the files it names, and saying what is wrong with one without
+//! quoting it. (The entries a connector stands for are built in `config`; `login` writes
+//! them.)
 
 use std::path::{Path, PathBuf};
 
-use kube::config::{
-    AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
-};
+use base64::Engine as _;
+use kube::config::Kubeconfig;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{Auth, Identity, Parsed, base64_of};
-use crate::error::{KResult, KubeConnectorError};
+use crate::error::{KubernetesError, KubernetesResult};
 
 /// The file name of the service-account token in the in-cluster directory.
 pub(crate) const SA_TOKEN: &str = "token";
@@ -21,21 +21,19 @@ pub(crate) const SA_NAMESPACE: &str = "namespace";
 
 /// The kubeconfig files that exist among `paths`, merged by kubectl's rules (the first
 /// file to set a value or a named entry wins). `None` when no file exists.
-pub(crate) fn read_merged(paths: &[PathBuf]) -> KResult<Option<Kubeconfig>> {
+pub(crate) fn read_merged(paths: &[PathBuf]) -> KubernetesResult<Option<Kubeconfig>> {
     let mut merged: Option<Kubeconfig> = None;
     for path in paths.iter().filter(|p| p.is_file()) {
-        let next = Kubeconfig::read_from(path).map_err(|e| KubeConnectorError::ReadKubeconfig {
+        let next = Kubeconfig::read_from(path).map_err(|e| KubernetesError::ReadKubeconfig {
             path: path.clone(),
-            reason: crate::config::kubeconfig_problem(&e),
+            reason: kubeconfig_problem(&e),
         })?;
         merged = Some(match merged {
             None => next,
-            Some(m) => m
-                .merge(next)
-                .map_err(|e| KubeConnectorError::ReadKubeconfig {
-                    path: path.clone(),
-                    reason: crate::config::kubeconfig_problem(&e),
-                })?,
+            Some(m) => m.merge(next).map_err(|e| KubernetesError::ReadKubeconfig {
+                path: path.clone(),
+                reason: kubeconfig_problem(&e),
+            })?,
         });
     }
     Ok(merged)
@@ -57,12 +55,12 @@ pub(crate) fn context_names(kubeconfig: &Kubeconfig) -> String {
 
 /// `kubeconfig` reduced to the context `context`, its cluster and its user, with
 /// `context` as the current context.
-pub(crate) fn reduce(kubeconfig: &Kubeconfig, context: &str) -> KResult<Kubeconfig> {
+pub(crate) fn reduce(kubeconfig: &Kubeconfig, context: &str) -> KubernetesResult<Kubeconfig> {
     let named_context = kubeconfig
         .contexts
         .iter()
         .find(|c| c.name == context)
-        .ok_or_else(|| KubeConnectorError::UnknownContext {
+        .ok_or_else(|| KubernetesError::UnknownContext {
             context: context.to_owned(),
             available: context_names(kubeconfig),
         })?;
@@ -71,7 +69,7 @@ pub(crate) fn reduce(kubeconfig: &Kubeconfig, context: &str) -> KResult<Kubeconf
         .clusters
         .iter()
         .find(|c| c.name == ctx.cluster)
-        .ok_or_else(|| KubeConnectorError::DanglingReference {
+        .ok_or_else(|| KubernetesError::DanglingReference {
             context: context.to_owned(),
             what: "cluster",
             name: ctx.cluster.clone(),
@@ -82,7 +80,7 @@ pub(crate) fn reduce(kubeconfig: &Kubeconfig, context: &str) -> KResult<Kubeconf
                 .auth_infos
                 .iter()
                 .find(|u| &u.name == user)
-                .ok_or_else(|| KubeConnectorError::DanglingReference {
+                .ok_or_else(|| KubernetesError::DanglingReference {
                     context: context.to_owned(),
                     what: "user",
                     name: user.clone(),
@@ -103,7 +101,7 @@ pub(crate) fn reduce(kubeconfig: &Kubeconfig, context: &str) -> KResult<Kubeconf
 
 /// Replaces file references in a one-context kubeconfig by their content (CA, client
 /// certificate and key), so the kubeconfig works on another machine.
-pub(crate) fn inline_files(kubeconfig: &mut Kubeconfig) -> KResult<()> {
+pub(crate) fn inline_files(kubeconfig: &mut Kubeconfig) -> KubernetesResult<()> {
     for named in &mut kubeconfig.clusters {
         if let Some(cluster) = &mut named.cluster
             && cluster.certificate_authority_data.is_none()
@@ -133,118 +131,38 @@ pub(crate) fn inline_files(kubeconfig: &mut Kubeconfig) -> KResult<()> {
 }
 
 /// Reads a file whose content is secret.
-pub(crate) fn read_secret_file(path: &Path, what: &'static str) -> KResult<SecretString> {
+pub(crate) fn read_secret_file(path: &Path, what: &'static str) -> KubernetesResult<SecretString> {
     std::fs::read_to_string(path)
         .map(SecretString::from)
-        .map_err(|source| KubeConnectorError::ReadFile {
+        .map_err(|source| KubernetesError::ReadFile {
             what,
             path: path.to_owned(),
             source,
         })
 }
 
-/// The cluster, user and context (all named `name`) that a connector stands for, with
-/// `name` as the current context. `in_cluster_dir` is where the `in-cluster` method finds
-/// the service account's files.
-pub(crate) fn entries(parsed: &Parsed, name: &str, in_cluster_dir: &Path) -> Kubeconfig {
-    let target = &parsed.target;
-    let (cluster, user) = match &parsed.auth {
-        Auth::Kubeconfig { kubeconfig, .. } => {
-            let cluster = kubeconfig
-                .clusters
-                .first()
-                .and_then(|c| c.cluster.clone())
-                .unwrap_or_default();
-            let user = kubeconfig
-                .auth_infos
-                .first()
-                .and_then(|u| u.auth_info.clone())
-                .unwrap_or_default();
-            (cluster, user)
-        }
-        auth => {
-            let mut cluster = Cluster {
-                server: Some(target.server.clone()),
-                ..Default::default()
-            };
-            if target.insecure {
-                // kubectl refuses a CA together with insecure-skip-tls-verify.
-                cluster.insecure_skip_tls_verify = Some(true);
-            } else if let Some(ca) = &target.ca_pem {
-                cluster.certificate_authority_data = Some(base64_of(ca));
-            }
-            let mut user = AuthInfo::default();
-            match auth {
-                Auth::Token { token, identity } => {
-                    user.token = token.clone();
-                    if let Some(identity) = identity {
-                        set_identity(&mut user, identity);
-                    }
-                }
-                Auth::ClientCertificate(identity) => set_identity(&mut user, identity),
-                Auth::Password { username, password } => {
-                    user.username = Some(username.expose_secret().to_owned());
-                    user.password = Some(password.clone());
-                }
-                Auth::InCluster => {
-                    cluster.certificate_authority_data = None;
-                    cluster.certificate_authority = Some(path_string(&in_cluster_dir.join(SA_CA)));
-                    user.token_file = Some(path_string(&in_cluster_dir.join(SA_TOKEN)));
-                }
-                Auth::Kubeconfig { .. } => {}
-            }
-            (cluster, user)
-        }
+/// Base64 of PEM text, as kubeconfig `*-data` fields hold it.
+pub(crate) fn base64_of(pem: &SecretString) -> String {
+    base64::engine::general_purpose::STANDARD.encode(pem.expose_secret().as_bytes())
+}
+
+/// What is wrong with a kubeconfig, without quoting it: the YAML parser's messages show
+/// the offending text and the lines around it (often the token line), so a parse error
+/// is reduced to where it is. Other errors (a missing file, a bad URL) are kept.
+pub(crate) fn kubeconfig_problem(error: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError;
+    let KubeconfigError::Parse(parse) = error else {
+        return error.to_string();
     };
-    Kubeconfig {
-        clusters: vec![NamedCluster {
-            name: name.to_owned(),
-            cluster: Some(cluster),
-            ..Default::default()
-        }],
-        auth_infos: vec![NamedAuthInfo {
-            name: name.to_owned(),
-            auth_info: Some(user),
-            ..Default::default()
-        }],
-        contexts: vec![NamedContext {
-            name: name.to_owned(),
-            context: Some(Context {
-                cluster: name.to_owned(),
-                user: Some(name.to_owned()),
-                namespace: target.namespace.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        current_context: Some(name.to_owned()),
-        api_version: Some("v1".to_owned()),
-        kind: Some("Config".to_owned()),
-        ..Default::default()
+    let hidden = "the content is not shown because it holds credentials";
+    match parse.location().filter(|l| l.line() > 0) {
+        Some(at) => format!(
+            "it is not valid kubeconfig YAML: the error is at line {}, column {} ({hidden})",
+            at.line(),
+            at.column()
+        ),
+        None => format!("it is not valid kubeconfig YAML ({hidden})"),
     }
-}
-
-fn set_identity(user: &mut AuthInfo, identity: &Identity) {
-    user.client_certificate_data = Some(base64_of(&identity.certificate_pem));
-    user.client_key_data = Some(SecretString::from(base64_of(&identity.key_pem)));
-}
-
-fn path_string(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
-/// Writes `entries` (one cluster, user and context) into the kubeconfig at `path`:
-/// entries with the same names are replaced, everything else is kept, and the current
-/// context is switched. The file is replaced atomically (a temporary file in the same
-/// directory, then a rename); on error the original file is untouched and no temporary
-/// file is left behind.
-pub(crate) fn write_login(path: &Path, entries: Kubeconfig) -> KResult<()> {
-    stepstack_core::connector::kubeconfig::write_login(path, entries).map_err(|e| {
-        KubeConnectorError::WriteKubeconfig {
-            path: e.path,
-            reason: e.reason,
-        }
-    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
-use crate::error::{KResult, KubeConnectorError};
+use crate::error::{KubernetesError, KubernetesResult};
 
 /// A permission the step operator needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub(crate) async fn check_permissions(
     namespace: &str,
     cluster: &str,
     server: &str,
-) -> KResult<()> {
+) -> KubernetesResult<()> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let [jobs, logs] = REQUIRED;
     let (jobs_allowed, logs_allowed) = tokio::join!(
@@ -81,7 +81,7 @@ pub(crate) async fn check_permissions(
     if missing.is_empty() {
         return Ok(());
     }
-    Err(KubeConnectorError::MissingPermissions {
+    Err(KubernetesError::MissingPermissions {
         missing: missing.join(" or "),
         namespace: namespace.to_owned(),
         cluster: cluster.to_owned(),
@@ -122,16 +122,16 @@ async fn is_allowed(
 }
 
 /// The connector error for a failed API request.
-pub(crate) fn request_error(error: kube::Error, cluster: &str, server: &str) -> KubeConnectorError {
+pub(crate) fn request_error(error: kube::Error, cluster: &str, server: &str) -> KubernetesError {
     match error {
-        kube::Error::Api(status) if status.code == 401 => KubeConnectorError::Unauthorized {
+        kube::Error::Api(status) if status.code == 401 => KubernetesError::Unauthorized {
             cluster: cluster.to_owned(),
         },
-        kube::Error::Api(status) if status.code == 403 => KubeConnectorError::ReviewForbidden {
+        kube::Error::Api(status) if status.code == 403 => KubernetesError::ReviewForbidden {
             cluster: cluster.to_owned(),
             message: status.message.clone(),
         },
-        other => KubeConnectorError::Unreachable {
+        other => KubernetesError::Unreachable {
             cluster: cluster.to_owned(),
             server: server.to_owned(),
             reason: stepstack_core::error_chain(&other),
