@@ -7,7 +7,7 @@ use crate::api::{ApiError, Call, encode};
 use crate::handle::KubernetesHandle;
 use crate::jobs::{foreground, jobs_path};
 use crate::labels::STEP_RUN_LABEL;
-use crate::operator::Inner;
+use crate::state::Inner;
 
 /// Deletes every Job of the step run of `handle`.
 pub(crate) async fn cancel(inner: &Inner, handle: &StepHandle) -> Result<()> {
@@ -36,7 +36,7 @@ pub(crate) async fn cancel(inner: &Inner, handle: &StepHandle) -> Result<()> {
                 .with_context("job", data.job_name.clone()));
         }
     }
-    crate::wait::record_cancelled(inner, handle, &data.step_run_label);
+    inner.record_cancelled(handle, &data.step_run_label);
     tracing::info!(namespace = %data.namespace, job = %data.job_name, step = %handle.step_name, "cancelled step");
     Ok(())
 }

@@ -13,6 +13,8 @@ mod operator;
 mod outcome;
 mod preview;
 mod retry;
+mod state;
+mod state_dir;
 mod submit;
 mod sweep;
 mod timings;
@@ -21,9 +23,10 @@ mod watch;
 
 pub use flavor::{KubernetesStepOperatorFlavor, register};
 pub use handle::KubernetesHandle;
-pub use logs::{INCOMPLETE, KeptLog, LOG_STREAM_CONTEXT, is_incomplete_log, read_kept_log};
+pub use logs::{INCOMPLETE, LOG_STREAM_CONTEXT, is_incomplete_log};
 pub use operator::KubernetesStepOperator;
 pub use preview::{Preview, ServerPreview};
+pub use state_dir::kept_log::{KeptLog, read_kept_log};
 
 /// The flavor name.
 pub const FLAVOR: &str = "kubernetes";

@@ -1,24 +1,17 @@
 //! [`KubernetesStepOperator`]: the [`StepOperator`] of the `kubernetes` flavor.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use stepstack_core::{
-    Capabilities, Error, ErrorKind, FailureReason, LogLine, LogStream, Result, StepFailure,
-    StepHandle, StepLaunch, StepOperator, StepOperatorContext, StepOutcome, StepStatus,
-    StepTimings,
+    Capabilities, FailureReason, LogLine, LogStream, Result, StepFailure, StepHandle, StepLaunch,
+    StepOperator, StepOperatorContext, StepOutcome, StepStatus, StepTimings,
 };
-use stepstack_settings::{
-    KubernetesStepOperatorConfig, KubernetesStepOperatorSettings, parse_settings,
-};
+use stepstack_settings::{KubernetesStepOperatorConfig, KubernetesStepOperatorSettings};
 
-use crate::api::{Api, CallPolicy};
 use crate::client::{ClientSource, Clients};
 use crate::handle::KubernetesHandle;
-use crate::watch::{NamespaceWatch, WatchHub};
+use crate::state::Inner;
 
 /// Runs each step as a Kubernetes Job and follows it through one shared watch per
 /// namespace. Build it with [`KubernetesStepOperator::new`] or through the flavor
@@ -27,24 +20,6 @@ use crate::watch::{NamespaceWatch, WatchHub};
 #[derive(Clone)]
 pub struct KubernetesStepOperator {
     pub(crate) inner: Arc<Inner>,
-}
-
-/// The operator's state, shared by its clones.
-pub(crate) struct Inner {
-    pub(crate) component: String,
-    pub(crate) config: KubernetesStepOperatorConfig,
-    pub(crate) clients: Clients,
-    pub(crate) hub: WatchHub,
-    pub(crate) state_dir: Option<PathBuf>,
-    /// Service accounts known to exist, as (namespace, name).
-    pub(crate) service_accounts: Mutex<HashSet<(String, String)>>,
-    pub(crate) log_files: crate::logs::LogFiles,
-    /// Step runs (label values) this operator cancelled.
-    pub(crate) cancelled: Mutex<HashSet<String>>,
-    /// Jobs this operator created (so a waiter knows the watch will deliver them).
-    pub(crate) submitted: Mutex<HashSet<String>>,
-    /// Namespaces whose orphaned Secrets this operator has looked for.
-    pub(crate) swept_namespaces: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for KubernetesStepOperator {
@@ -92,18 +67,12 @@ impl KubernetesStepOperator {
         source: ClientSource,
     ) -> Self {
         KubernetesStepOperator {
-            inner: Arc::new(Inner {
-                component: context.component_name.clone(),
+            inner: Arc::new(Inner::new(
+                context.component_name.clone(),
                 config,
-                clients: Clients::new(source),
-                hub: WatchHub::default(),
-                state_dir: context.state_dir.clone(),
-                service_accounts: Mutex::new(HashSet::new()),
-                swept_namespaces: Mutex::new(HashSet::new()),
-                log_files: crate::logs::LogFiles::default(),
-                cancelled: Mutex::new(HashSet::new()),
-                submitted: Mutex::new(HashSet::new()),
-            }),
+                Clients::new(source),
+                context.state_dir.clone(),
+            )),
         }
     }
 
@@ -151,81 +120,6 @@ impl KubernetesStepOperator {
     /// The flavor data of `handle`.
     pub fn handle_data(&self, handle: &StepHandle) -> Result<KubernetesHandle> {
         KubernetesHandle::from_handle(handle)
-    }
-}
-
-impl Inner {
-    pub(crate) fn effective_settings(
-        &self,
-        launch: &StepLaunch,
-    ) -> Result<KubernetesStepOperatorSettings> {
-        let mut merged = serde_json::to_value(&self.config.settings).map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                "the component settings cannot be serialized",
-            )
-            .with_source(e)
-        })?;
-        merge(&mut merged, launch.settings.clone());
-        parse_settings(&merged, "step_operator").map_err(|report| {
-            Error::new(ErrorKind::InvalidSettings, report.to_string())
-                .with_context("flavor", crate::FLAVOR)
-                .with_context("step", launch.step_name.clone())
-        })
-    }
-
-    /// The API client and the cluster URL.
-    pub(crate) async fn api(&self) -> Result<(&Api, &str)> {
-        let (api, url) = self.clients.get().await?;
-        Ok((api, url.as_str()))
-    }
-
-    /// The API client for `handle`, checking that it belongs to this operator's cluster.
-    pub(crate) async fn api_for(&self, handle: &KubernetesHandle) -> Result<&Api> {
-        let (api, url) = self.api().await?;
-        if handle.cluster != url {
-            return Err(Error::new(
-                ErrorKind::InvalidSettings,
-                format!(
-                    "the step runs on cluster {} but this operator is connected to {url}; use an operator linked to that cluster",
-                    handle.cluster
-                ),
-            )
-            .with_context("namespace", handle.namespace.clone()));
-        }
-        Ok(api)
-    }
-
-    /// The shared watch of `namespace`, with its initial list done.
-    pub(crate) async fn watch(
-        &self,
-        api: &Api,
-        namespace: &str,
-        calls: CallPolicy,
-    ) -> Result<Arc<NamespaceWatch>> {
-        let watch = self.hub.namespace(api, namespace);
-        let budget = calls
-            .timeout
-            .saturating_mul(calls.max_retries.saturating_add(1));
-        watch.ready(budget).await?;
-        Ok(watch)
-    }
-}
-
-/// Merges `over` into `base`: maps key by key, everything else replaced.
-fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
-    match (base, over) {
-        (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
-            for (key, value) in over {
-                match base.get_mut(&key) {
-                    Some(existing) => merge(existing, value),
-                    None => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, over) => *base = over,
     }
 }
 
@@ -295,17 +189,8 @@ impl StepOperator for KubernetesStepOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stepstack_core::ErrorKind;
     use serde_json::json;
-
-    #[test]
-    fn merge_maps_key_by_key_and_replaces_the_rest() {
-        let mut base = json!({"a": {"x": 1, "y": [1, 2]}, "b": 1});
-        merge(&mut base, json!({"a": {"y": [3], "z": true}, "c": "new"}));
-        assert_eq!(
-            base,
-            json!({"a": {"x": 1, "y": [3], "z": true}, "b": 1, "c": "new"})
-        );
-    }
 
     #[test]
     fn launch_settings_override_component_settings_and_are_validated() {

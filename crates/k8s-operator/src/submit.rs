@@ -16,7 +16,7 @@ use stepstack_settings::{
 use crate::api::{Api, ApiError, Call, CallPolicy, encode};
 use crate::handle::{KubernetesHandle, WaitPolicy};
 use crate::jobs::{attach, create_error, create_job, secret_path};
-use crate::operator::Inner;
+use crate::state::Inner;
 
 /// The handle [`submit`] returns for `launch`, computed without creating anything: the
 /// Job name is deterministic per step run, the cluster is the one this operator uses.
@@ -46,7 +46,7 @@ fn handle(
         step_run_label: sanitize_label_value(&launch.step_run_id),
         pod_count: settings.pod_count.max(1),
         job_name_prefix: settings.job_name_prefix.clone(),
-        log_file: crate::logs::log_file(
+        log_file: crate::state_dir::log_file(
             inner.state_dir.as_deref(),
             &launch.step_run_id,
             settings.logs.keep,

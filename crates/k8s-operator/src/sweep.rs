@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::api::{Api, ApiError, Call, CallPolicy, encode};
 use crate::labels::MANAGED_SELECTOR;
-use crate::operator::Inner;
+use crate::state::Inner;
 
 /// A managed Secret still without an owner this long after its creation is an orphan
 /// (a submit that lives sets the owner within a second).

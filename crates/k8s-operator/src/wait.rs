@@ -9,7 +9,6 @@
 //! the failure.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,10 +27,10 @@ use crate::handle::KubernetesHandle;
 use crate::jobs::{attach, create_job, job_path};
 use crate::labels::ATTEMPT_LABEL;
 use crate::labels::FAILURE_ANNOTATION;
-use crate::operator::Inner;
 use crate::outcome::{AttemptSnapshot, Failure, Verdict, evaluate};
 use crate::retry::job::{retry_counts, retry_job, secret_of};
 use crate::retry::{RetryCounts, RetryDecision};
+use crate::state::Inner;
 use crate::watch::NamespaceWatch;
 
 /// How long a waiter lets the watch deliver a Job this operator created before reading
@@ -187,7 +186,7 @@ pub(crate) async fn wait(inner: &Arc<Inner>, handle: &StepHandle) -> Result<Step
         Box::pin(capture.finish()).await;
     }
     if let Ok(outcome) = &outcome {
-        record_outcome(inner, handle, outcome);
+        inner.record_outcome(handle, outcome);
     }
     outcome
 }
@@ -202,7 +201,7 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
         let (attempt, snapshot) = w.latest();
         if snapshot.job.is_none() {
             if read_directly {
-                if let Some(outcome) = recorded_outcome(w.inner, w.handle) {
+                if let Some(outcome) = w.inner.recorded_outcome(w.handle) {
                     return Ok(outcome);
                 }
                 return Err(w.gone_error());
@@ -219,7 +218,7 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
             }
             read_directly = true;
             if Box::pin(w.read_job(attempt)).await?.is_none() {
-                if let Some(outcome) = recorded_outcome(w.inner, w.handle) {
+                if let Some(outcome) = w.inner.recorded_outcome(w.handle) {
                     return Ok(outcome);
                 }
                 return Err(w.gone_error());
@@ -347,7 +346,7 @@ pub(crate) async fn status(inner: &Arc<Inner>, handle: &StepHandle) -> Result<St
                 };
             }
             None => {
-                return match recorded_outcome(inner, handle) {
+                return match inner.recorded_outcome(handle) {
                     Some(StepOutcome::Failed(failure)) => Ok(StepStatus::Failed(failure)),
                     Some(_) => Ok(StepStatus::Succeeded),
                     None => Err(w.gone_error()),
@@ -547,70 +546,6 @@ async fn next_attempt(
         .map_err(|e| w.context(e))?;
     w.watch.insert_job(created, since);
     Ok(())
-}
-
-fn outcome_file(inner: &Inner, handle: &StepHandle) -> Option<PathBuf> {
-    let dir = inner.state_dir.as_ref()?;
-    let safe: String = handle
-        .step_run_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Some(dir.join("outcomes").join(format!("{safe}.json")))
-}
-
-/// Keeps the outcome so a later `wait` or `status` still knows it after the Job is gone.
-fn record_outcome(inner: &Inner, handle: &StepHandle, outcome: &StepOutcome) {
-    let Some(path) = outcome_file(inner, handle) else {
-        return;
-    };
-    let result = (|| -> std::io::Result<()> {
-        // Owner-only: an outcome carries the step's last log lines.
-        if let Some(dir) = path.parent() {
-            stepstack_core::private_fs::create_dir_all(dir)?;
-        }
-        stepstack_core::private_fs::write(&path, serde_json::to_vec(outcome)?)
-    })();
-    if let Err(err) = result {
-        tracing::debug!(file = %path.display(), error = %err, "could not keep the step outcome");
-    }
-}
-
-fn recorded_outcome(inner: &Inner, handle: &StepHandle) -> Option<StepOutcome> {
-    let from_file = outcome_file(inner, handle)
-        .and_then(|path| std::fs::read(path).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    from_file.or_else(|| {
-        let label = stepstack_settings::sanitize_label_value(&handle.step_run_id);
-        inner
-            .cancelled
-            .lock()
-            .contains(&label)
-            .then(cancelled_outcome)
-    })
-}
-
-fn cancelled_outcome() -> StepOutcome {
-    StepOutcome::Failed(StepFailure::new(
-        FailureReason::Cancelled,
-        "the step was cancelled and its Job deleted",
-    ))
-}
-
-/// Remembers that the step of `handle` was cancelled (in memory and, with a state
-/// directory, on disk), unless its outcome is already known.
-pub(crate) fn record_cancelled(inner: &Inner, handle: &StepHandle, step_run_label: &str) {
-    inner.cancelled.lock().insert(step_run_label.to_owned());
-    let known = outcome_file(inner, handle).is_some_and(|p| p.exists());
-    if !known {
-        record_outcome(inner, handle, &cancelled_outcome());
-    }
 }
 
 #[cfg(test)]
