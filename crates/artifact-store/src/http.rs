@@ -158,15 +158,23 @@ impl HttpService for HyperService {
                 }
             }
         });
-        let frames = tokio_stream_from(rx).map(|chunk| chunk.map(hyper::body::Frame::data));
+        let frames = ChannelStream(rx).map(|chunk| chunk.map(hyper::body::Frame::data));
         let body = HttpResponseBody::new(http_body_util::StreamBody::new(frames));
         Ok(HttpResponse::from_parts(parts, body))
     }
 }
 
-/// A receiver as a stream (`Sync`, unlike a boxed stream).
-fn tokio_stream_from<T: Send + 'static>(
-    rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + Sync + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+/// A receiver as a stream: `Sync`, unlike a boxed stream, and safe to poll after its end
+/// (hyper's body machinery does).
+struct ChannelStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures::Stream for ChannelStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
 }
