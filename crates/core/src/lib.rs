@@ -23,8 +23,8 @@ pub use registry::{
     FlavorKind, Registry, StepOperatorContext, StepOperatorFlavor,
 };
 pub use step::{
-    FailureReason, LogLine, ResourceSettings, StepFailure, StepHandle, StepLaunch, StepOutcome,
-    StepStatus, StepTimings,
+    FailureReason, GpuVendor, LogLine, ResourceSettings, StepFailure, StepHandle, StepLaunch,
+    StepOutcome, StepStatus, StepTimings,
 };
 pub use step_operator::{Capabilities, LogStream, StepOperator};
 

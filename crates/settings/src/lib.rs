@@ -32,7 +32,7 @@ pub use names::{
 pub use pod_settings::KubernetesPodSettings;
 pub use resources::{
     DEFAULT_MEMORY_REQUEST, GpuVendor, ResourceError, ResourceSettings,
-    apply_default_memory_request,
+    apply_default_memory_request, apply_resources,
 };
 pub use schema::{config_schema, schemas, settings_schema};
 pub use step_operator::{

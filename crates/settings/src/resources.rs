@@ -10,52 +10,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use crate::quantity::{memory_to_quantity, parse_quantity};
 
 /// The memory request added when the user set none.
 pub const DEFAULT_MEMORY_REQUEST: &str = "400Mi";
 
-/// Who made the GPUs; decides the extended resource name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GpuVendor {
-    /// `nvidia.com/gpu`
-    #[default]
-    Nvidia,
-    /// `amd.com/gpu`
-    Amd,
-}
-
-impl GpuVendor {
-    /// The Kubernetes extended resource name of this vendor's GPUs.
-    pub fn resource_name(self) -> &'static str {
-        match self {
-            GpuVendor::Nvidia => "nvidia.com/gpu",
-            GpuVendor::Amd => "amd.com/gpu",
-        }
-    }
-}
-
-/// Hardware a step asks for, as in ZenML's `ResourceSettings`, plus the GPU vendor.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResourceSettings {
-    /// CPU cores (fractions allowed, e.g. `0.5`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
-    pub cpu_count: Option<f64>,
-    /// Whole GPUs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu_count: Option<u32>,
-    /// Memory such as `4GB`, `512MiB` (ZenML units) or a Kubernetes quantity (`4Gi`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    /// GPU vendor (`nvidia`, the default, or `amd`).
-    pub gpu_vendor: GpuVendor,
-}
+// One type for resources, shared with the step launch (`stepstack_core::StepLaunch`
+// carries it unchanged from the settings to the step operator).
+pub use stepstack_core::{GpuVendor, ResourceSettings};
 
 /// A resource setting that cannot be translated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,45 +48,41 @@ fn cpu_quantity(cores: f64) -> String {
     }
 }
 
-impl ResourceSettings {
-    /// Whether nothing is requested.
-    pub fn is_empty(&self) -> bool {
-        self.cpu_count.is_none() && self.gpu_count.is_none() && self.memory.is_none()
+/// Sets requests and limits from `settings`, keeping every value the user already set
+/// explicitly in `resources`. CPU and memory become both request and limit; GPUs become
+/// request and limit of the vendor's extended resource.
+pub fn apply_resources(
+    settings: &ResourceSettings,
+    resources: &mut ResourceRequirements,
+) -> Result<(), ResourceError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(cores) = settings.cpu_count {
+        if !cores.is_finite() || cores <= 0.0 {
+            return Err(ResourceError::Cpu {
+                value: cores.to_string(),
+            });
+        }
+        pairs.push(("cpu".into(), cpu_quantity(cores)));
     }
-
-    /// Sets requests and limits from these settings, keeping every value the user
-    /// already set explicitly in `resources`. CPU and memory become both request and
-    /// limit; GPUs become request and limit of the vendor's extended resource.
-    pub fn apply_to(&self, resources: &mut ResourceRequirements) -> Result<(), ResourceError> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        if let Some(cores) = self.cpu_count {
-            if !cores.is_finite() || cores <= 0.0 {
-                return Err(ResourceError::Cpu {
-                    value: cores.to_string(),
-                });
-            }
-            pairs.push(("cpu".into(), cpu_quantity(cores)));
-        }
-        if let Some(memory) = &self.memory {
-            let q = memory_to_quantity(memory).map_err(|e| ResourceError::Memory {
-                value: memory.clone(),
-                reason: e.to_string(),
-            })?;
-            pairs.push(("memory".into(), q));
-        }
-        if let Some(gpus) = self.gpu_count.filter(|g| *g > 0) {
-            pairs.push((self.gpu_vendor.resource_name().into(), gpus.to_string()));
-        }
-        for (name, value) in pairs {
-            let requests = resources.requests.get_or_insert_with(BTreeMap::new);
-            requests
-                .entry(name.clone())
-                .or_insert_with(|| Quantity(value.clone()));
-            let limits = resources.limits.get_or_insert_with(BTreeMap::new);
-            limits.entry(name).or_insert(Quantity(value));
-        }
-        Ok(())
+    if let Some(memory) = &settings.memory {
+        let q = memory_to_quantity(memory).map_err(|e| ResourceError::Memory {
+            value: memory.clone(),
+            reason: e.to_string(),
+        })?;
+        pairs.push(("memory".into(), q));
     }
+    if let Some(gpus) = settings.gpu_count.filter(|g| *g > 0) {
+        pairs.push((settings.gpu_vendor.resource_name().into(), gpus.to_string()));
+    }
+    for (name, value) in pairs {
+        let requests = resources.requests.get_or_insert_with(BTreeMap::new);
+        requests
+            .entry(name.clone())
+            .or_insert_with(|| Quantity(value.clone()));
+        let limits = resources.limits.get_or_insert_with(BTreeMap::new);
+        limits.entry(name).or_insert(Quantity(value));
+    }
+    Ok(())
 }
 
 /// Adds the default memory request ([`DEFAULT_MEMORY_REQUEST`]) when the user set none.
@@ -174,7 +133,7 @@ mod tests {
             gpu_vendor: GpuVendor::Amd,
         };
         let mut r = ResourceRequirements::default();
-        settings.apply_to(&mut r).unwrap();
+        apply_resources(&settings, &mut r).unwrap();
         let requests = r.requests.unwrap();
         let limits = r.limits.unwrap();
         assert_eq!(requests["cpu"], q("1500m"));
@@ -194,7 +153,7 @@ mod tests {
             limits: Some([("cpu".to_string(), q("4"))].into()),
             ..Default::default()
         };
-        settings.apply_to(&mut r).unwrap();
+        apply_resources(&settings, &mut r).unwrap();
         assert_eq!(r.limits.unwrap()["cpu"], q("4"));
         assert_eq!(r.requests.unwrap()["cpu"], q("2"));
     }
@@ -205,9 +164,7 @@ mod tests {
             memory: Some("lots".into()),
             ..Default::default()
         };
-        let err = settings
-            .apply_to(&mut ResourceRequirements::default())
-            .unwrap_err();
+        let err = apply_resources(&settings, &mut ResourceRequirements::default()).unwrap_err();
         assert!(
             err.to_string().starts_with("resources.memory: `lots`"),
             "{err}"

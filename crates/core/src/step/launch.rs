@@ -137,29 +137,61 @@ impl fmt::Debug for StepLaunch {
     }
 }
 
-/// Generic compute requirements of a step, as in ZenML's `ResourceSettings`.
+/// Who made the GPUs; decides the extended resource name.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuVendor {
+    /// `nvidia.com/gpu`
+    #[default]
+    Nvidia,
+    /// `amd.com/gpu`
+    Amd,
+}
+
+impl GpuVendor {
+    /// The Kubernetes extended resource name of this vendor's GPUs.
+    pub fn resource_name(self) -> &'static str {
+        match self {
+            GpuVendor::Nvidia => "nvidia.com/gpu",
+            GpuVendor::Amd => "amd.com/gpu",
+        }
+    }
+}
+
+// The one type for resources: users write it in settings and pipeline files (validated
+// and published as JSON Schema by `stepstack-settings`, which re-exports it and turns it
+// into container requests and limits), and a `StepLaunch` carries it unchanged to the step
+// operator. The doc comment below is the published schema's description, so it stays one
+// line; the fields are public and stable, so the type is built with a literal.
+/// Hardware a step asks for, as in ZenML's `ResourceSettings`, plus the GPU vendor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
+#[serde(deny_unknown_fields, default)]
 pub struct ResourceSettings {
-    /// CPU cores (fractions allowed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// CPU cores (fractions allowed, e.g. `0.5`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
     pub cpu_count: Option<f64>,
-    /// Number of GPUs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Whole GPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_count: Option<u32>,
-    /// Memory, as a Kubernetes quantity or with ZenML's units (`4GB`, `512MiB`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Memory such as `4GB`, `512MiB` (ZenML units) or a Kubernetes quantity (`4Gi`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// GPU vendor (`nvidia`, the default, or `amd`).
+    pub gpu_vendor: GpuVendor,
 }
 
 impl ResourceSettings {
-    /// Requirements of `cpu_count` cores, `gpu_count` GPUs and `memory`.
+    /// Requirements of `cpu_count` cores, `gpu_count` GPUs (of the default vendor) and
+    /// `memory`.
     pub fn new(cpu_count: Option<f64>, gpu_count: Option<u32>, memory: Option<String>) -> Self {
         ResourceSettings {
             cpu_count,
             gpu_count,
             memory,
+            gpu_vendor: GpuVendor::default(),
         }
     }
 

@@ -6,6 +6,6 @@ mod outcome;
 mod timings;
 
 pub use handle::StepHandle;
-pub use launch::{ResourceSettings, StepLaunch};
+pub use launch::{GpuVendor, ResourceSettings, StepLaunch};
 pub use outcome::{FailureReason, LogLine, StepFailure, StepOutcome, StepStatus};
 pub use timings::StepTimings;

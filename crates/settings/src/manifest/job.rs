@@ -269,7 +269,7 @@ fn build_resources(
     input: &ManifestInput,
 ) -> Result<ResourceRequirements, ManifestError> {
     let mut resources = ps.resources.clone().unwrap_or_default();
-    input.resources.apply_to(&mut resources)?;
+    crate::resources::apply_resources(&input.resources, &mut resources)?;
     apply_default_memory_request(&mut resources);
     let mut report = ValidationReport::default();
     check_resources(
