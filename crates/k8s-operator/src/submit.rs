@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use stepstack_core::secrecy::ExposeSecret;
 use stepstack_core::{Error, ErrorKind, Result, StepHandle, StepLaunch};
 use stepstack_settings::{
-    KubernetesStepOperatorSettings, ManifestError, ManifestInput, ResourceSettings, SecretEnvRef,
-    build_job, job_labels, sanitize_label_value,
+    KubernetesStepOperatorSettings, ManifestError, ManifestInput, SecretEnvRef, build_job,
+    job_labels, sanitize_label_value,
 };
 
 use crate::api::{Api, ApiError, Call, CallPolicy, encode};
@@ -173,12 +173,7 @@ fn manifest_input(launch: &StepLaunch, namespace: &str) -> ManifestInput {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         secret_env: Vec::new(),
-        resources: ResourceSettings {
-            cpu_count: launch.resources.cpu_count,
-            gpu_count: launch.resources.gpu_count,
-            memory: launch.resources.memory.clone(),
-            ..Default::default()
-        },
+        resources: launch.resources.clone(),
         pod_count: None,
     }
 }
@@ -231,7 +226,7 @@ async fn create_secret(api: &Api, secret: &Secret, calls: CallPolicy) -> Result<
 async fn delete_quietly(api: &Api, path: &str, calls: CallPolicy) {
     let call = Call::delete(format!("delete {path}"), path, &serde_json::json!({}));
     if let Err(err) = api.bytes(&call, calls).await {
-        tracing::warn!(error = %err, "cleanup failed");
+        tracing::warn!(error = %stepstack_core::error_chain(&err), "cleanup failed");
     }
 }
 

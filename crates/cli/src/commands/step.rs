@@ -175,10 +175,9 @@ fn prepare(
     let mut resources = ResourceSettings::default();
     if let (Some(file), Some(document)) = (&step.settings, document) {
         if let LoadedDocument::RunConfig { .. } = document {
-            let r = document
+            resources = document
                 .resource_settings(&step.name)
                 .map_err(|report| invalid_settings(&report))?;
-            resources = ResourceSettings::new(r.cpu_count, r.gpu_count, r.memory);
         }
         layers = document.add_layers(
             &step.name,
