@@ -6,8 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use stepstack_core::ConnectorConfig;
 
+use crate::eks::is_region;
 use crate::error::{AwsError, AwsResult};
-use crate::partition::is_region;
 
 /// Auth method ids.
 pub(crate) const IMPLICIT: &str = "implicit";

@@ -4,26 +4,26 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use jiff::Timestamp;
 use stepstack_core::connector::{
-    AuthMethodSpec, ConnectorScope, ConnectorTypeSpec, ExpirationBounds, ImplicitAuthGate,
-    KUBERNETES_CLUSTER, ResourceRequest, ResourceTypeSpec, ResourceVerifier, ResourcesReport,
-    verify_resources,
+    AuthMethodSpec, ClusterConnector, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
+    ExpirationBounds, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec,
+    ResourceVerifier,
 };
 use stepstack_core::{
     AutoConfigureRequest, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind,
     Result, ServiceConnector,
 };
 
-use crate::auto::{AwsEnvironment, auto_configure};
+use crate::auto::auto_configure;
 use crate::config::{
     FEDERATION_TOKEN, FederationTokenConfig, IAM_ROLE, IMPLICIT, IamRoleConfig, ImplicitConfig,
     SECRET_KEY, SESSION_TOKEN, STS_TOKEN, SecretKeyConfig, Settings, StsTokenConfig, schema_of,
 };
 use crate::credentials::CredentialProvider;
+use crate::eks::AwsResourceIds;
+use crate::environment::AwsEnvironment;
 use crate::error::{AwsError, AwsResult, from_sdk};
-use crate::partition::AwsResourceIds;
 use crate::token::EksTokenSource;
 use crate::{AWS_GENERIC, CONNECTOR_TYPE};
 
@@ -208,7 +208,8 @@ impl AwsConnector {
     ) -> Result<Self> {
         let name = config.name.clone();
         let region_hint = config.str_value("region").unwrap_or_default().to_owned();
-        let settings = Settings::parse(&config).map_err(|e| e.into_error(&name, &region_hint))?;
+        let settings = Settings::parse(&config)
+            .map_err(|e| e.into_core(&name).with_context("region", region_hint))?;
         let ids = AwsResourceIds {
             region: settings.region.clone(),
         };
@@ -238,12 +239,9 @@ impl AwsConnector {
         self.provider.region()
     }
 
-    fn fail(&self, e: AwsError) -> Error {
-        e.into_error(self.name(), self.region())
-    }
-
-    fn check_gate(&self) -> Result<()> {
-        self.gate.check(self.name(), self.scope.auth_method())
+    fn core_error(&self, e: AwsError) -> Error {
+        e.into_core(self.name())
+            .with_context("region", self.region().to_owned())
     }
 
     async fn caller_identity(
@@ -322,7 +320,7 @@ impl AwsConnector {
 
     /// The connection to EKS cluster `name`: endpoint and CA from DescribeCluster, and a
     /// token source that presigns a fresh token whenever the client needs one.
-    async fn connect_cluster(&self, name: &str) -> AwsResult<ClusterConnection> {
+    async fn cluster_connection(&self, name: &str) -> AwsResult<ClusterConnection> {
         let credentials = self
             .provider
             .credentials(Some(KUBERNETES_CLUSTER), Some(name))
@@ -351,7 +349,7 @@ impl AwsConnector {
         // that); it stops clients, which say why when one is built.
         let mut unreadable_ca = None;
         if let Some(data) = cluster.certificate_authority().and_then(|c| c.data()) {
-            match ca_certificates(name, self.region(), data) {
+            match crate::eks::ca_certificates(name, self.region(), data) {
                 Ok(ders) => config.root_cert = Some(ders),
                 Err(e) => unreadable_ca = Some(e),
             }
@@ -367,43 +365,10 @@ impl AwsConnector {
         if let Some(e) = unreadable_ca {
             tracing::debug!(connector = %self.name(), cluster = %name, error = %e, "the connection issues tokens but builds no client");
             connection = connection
-                .with_client_refusal(&self.fail(e).with_context("cluster", name.to_owned()));
+                .with_client_refusal(&self.core_error(e).with_context("cluster", name.to_owned()));
         }
         Ok(connection)
     }
-}
-
-/// The DER certificates of an EKS `certificateAuthority.data` (base64 of PEM).
-fn ca_certificates(cluster: &str, region: &str, data: &str) -> AwsResult<Vec<Vec<u8>>> {
-    let bad = |why: &'static str| AwsError::UnreadableCa {
-        cluster: cluster.to_owned(),
-        region: region.to_owned(),
-        why,
-    };
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|_| bad("not base64"))?;
-    let pem = String::from_utf8(pem).map_err(|_| bad("not PEM text"))?;
-    let mut ders = Vec::new();
-    let mut inside: Option<String> = None;
-    for line in pem.lines() {
-        let line = line.trim();
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            inside = Some(String::new());
-        } else if line.starts_with("-----END CERTIFICATE") {
-            let body = inside.take().ok_or_else(|| bad("unbalanced PEM markers"))?;
-            let der = base64::engine::general_purpose::STANDARD
-                .decode(body)
-                .map_err(|_| bad("bad PEM body"))?;
-            ders.push(der);
-        } else if let Some(body) = inside.as_mut() {
-            body.push_str(line);
-        }
-    }
-    if ders.is_empty() {
-        return Err(bad("no certificate"));
-    }
-    Ok(ders)
 }
 
 #[async_trait]
@@ -413,16 +378,15 @@ impl ResourceVerifier for AwsConnector {
         resource_type: Option<&str>,
         resource_id: Option<&str>,
     ) -> Result<Vec<String>> {
-        self.check_gate()?;
         let credentials = self
             .provider
             .credentials(resource_type, resource_id)
             .await
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.core_error(e))?;
         let arn = self
             .caller_identity(credentials.clone())
             .await
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.core_error(e))?;
         tracing::debug!(connector = %self.name(), identity = %arn, "verified the AWS identity");
         match resource_type {
             None => Ok(Vec::new()),
@@ -430,7 +394,10 @@ impl ResourceVerifier for AwsConnector {
             Some(KUBERNETES_CLUSTER) => {
                 let eks = self.eks(credentials);
                 match resource_id {
-                    None => self.list_clusters(&eks).await.map_err(|e| self.fail(e)),
+                    None => self
+                        .list_clusters(&eks)
+                        .await
+                        .map_err(|e| self.core_error(e)),
                     Some(name) => match self.describe_cluster(&eks, name).await {
                         Ok(_) => Ok(vec![name.to_owned()]),
                         // A cluster the credentials cannot see: report it as an
@@ -456,7 +423,7 @@ impl ResourceVerifier for AwsConnector {
                             }
                             Err(err)
                         }
-                        Err(e) => Err(self.fail(e)),
+                        Err(e) => Err(self.core_error(e)),
                     },
                 }
             }
@@ -469,78 +436,26 @@ impl ResourceVerifier for AwsConnector {
 }
 
 #[async_trait]
-impl ServiceConnector for AwsConnector {
-    fn connector_type(&self) -> &ConnectorTypeSpec {
-        self.scope.spec()
+impl ClusterConnector for AwsConnector {
+    fn scope(&self) -> &ConnectorScope {
+        &self.scope
     }
 
-    fn config(&self) -> &ConnectorConfig {
-        self.scope.config()
+    fn resource_ids(&self) -> &dyn ResourceIds {
+        &self.ids
     }
 
-    async fn verify(
-        &self,
-        resource_type: Option<&str>,
-        resource_id: Option<&str>,
-    ) -> Result<ResourcesReport> {
-        verify_resources(
-            &self.scope,
-            &self.ids,
-            self,
-            resource_type,
-            resource_id,
-            Timestamp::now(),
-        )
-        .await
+    fn implicit_gate(&self) -> ImplicitAuthGate {
+        self.gate
     }
 
-    async fn connect(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<ClusterConnection> {
-        let resolved = self
-            .scope
-            .resolve(&self.ids, ResourceRequest::one(resource_type, resource_id))?;
-        if resolved.resource_type.as_deref() != Some(KUBERNETES_CLUSTER) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "connector `{}` can only connect to `{KUBERNETES_CLUSTER}` resources; `{resource_type}` has no Kubernetes API",
-                    self.name()
-                ),
-            )
-            .with_context("connector", self.name().to_owned()));
-        }
-        self.check_gate()?;
-        self.scope.check_not_expired(Timestamp::now())?;
-        let name = resolved.resource_id.unwrap_or_default();
-        self.connect_cluster(&name)
+    async fn connect_cluster(&self, name: &str) -> Result<ClusterConnection> {
+        self.cluster_connection(name)
             .await
-            .map_err(|e| self.fail(e).with_context("cluster", name.clone()))
+            .map_err(|e| self.core_error(e).with_context("cluster", name.to_owned()))
     }
 
-    async fn configure_local_client(
-        &self,
-        resource_type: &str,
-        resource_id: Option<&str>,
-    ) -> Result<String> {
-        let resolved = self
-            .scope
-            .resolve(&self.ids, ResourceRequest::one(resource_type, resource_id))?;
-        if resolved.resource_type.as_deref() != Some(KUBERNETES_CLUSTER) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "connector `{}` can only configure a local client for `{KUBERNETES_CLUSTER}` resources",
-                    self.name()
-                ),
-            )
-            .with_context("connector", self.name().to_owned()));
-        }
-        self.check_gate()?;
-        self.scope.check_not_expired(Timestamp::now())?;
-        let name = resolved.resource_id.unwrap_or_default();
+    async fn login_cluster(&self, name: &str) -> Result<String> {
         let path = self.environment.kubeconfig_path().ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidSettings,
@@ -549,21 +464,13 @@ impl ServiceConnector for AwsConnector {
             .with_context("connector", self.name().to_owned())
         })?;
         let (entry, expires_at) = self
-            .login_entry(&name)
+            .login_entry(name)
             .await
-            .map_err(|e| self.fail(e).with_context("cluster", name.clone()))?;
+            .map_err(|e| self.core_error(e).with_context("cluster", name.to_owned()))?;
         let context = entry.name.clone();
-        let write_path = path.clone();
-        tokio::task::spawn_blocking(move || crate::login::write_login(&write_path, entry))
+        crate::login::write_login(&path, entry)
             .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    "writing the kubeconfig failed unexpectedly",
-                )
-                .with_source(e)
-            })?
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.core_error(e))?;
         tracing::info!(connector = %self.name(), context = %context, path = %path.display(), "updated the local kubeconfig");
         Ok(format!(
             "updated the kubeconfig {} with EKS cluster `{name}`; the current context is now `{context}`. Its token expires at {expires_at} (EKS tokens last 15 minutes): run login again for a new one",
@@ -599,7 +506,7 @@ impl AwsConnector {
         // kubectl verifies the API server with this CA: without a readable one the
         // context would not work, so nothing is written.
         if let Some(data) = &ca {
-            ca_certificates(name, self.region(), data)?;
+            crate::eks::ca_certificates(name, self.region(), data)?;
         }
         let now = SystemTime::now();
         let token = crate::token::build(&credentials, self.region(), name, now)?;
@@ -619,29 +526,5 @@ impl AwsConnector {
             entry,
             Timestamp::try_from(expires).unwrap_or_else(|_| Timestamp::now()),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ca_data_is_decoded_to_der() {
-        let pem = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
-        let data = base64::engine::general_purpose::STANDARD.encode(pem);
-        assert_eq!(
-            ca_certificates("c", "r", &data).unwrap(),
-            vec![vec![0u8, 1, 2]]
-        );
-        assert!(ca_certificates("c", "r", "!!").is_err());
-        let err = ca_certificates(
-            "c",
-            "r",
-            &base64::engine::general_purpose::STANDARD.encode("x"),
-        )
-        .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unavailable);
-        assert!(err.to_string().contains("(no certificate)"), "{err}");
     }
 }

@@ -16,12 +16,12 @@ use secrecy::ExposeSecret;
 use stepstack_core::connector::KUBERNETES_CLUSTER;
 use tokio::sync::Mutex;
 
-use crate::auto::AwsEnvironment;
 use crate::config::{
     FEDERATION_TOKEN, IAM_ROLE, IMPLICIT, SECRET_KEY, SESSION_TOKEN, STS_TOKEN, Settings,
 };
+use crate::eks::Partition;
+use crate::environment::AwsEnvironment;
 use crate::error::{AwsError, AwsResult, from_sdk};
-use crate::partition::Partition;
 use stepstack_core::error_chain;
 
 /// Credentials are renewed when they have less than this left (or a quarter of their

@@ -1,5 +1,6 @@
 //! The crate's own errors, mapped to [`stepstack_core::Error`] at the trait boundary.
 
+use stepstack_core::connector::ConnectorError;
 use stepstack_core::{Error, ErrorKind};
 
 /// What went wrong inside the AWS connector. Messages never contain secrets.
@@ -78,9 +79,12 @@ impl AwsError {
             _ => None,
         }
     }
+}
 
-    /// Converts into the contracts' error, naming the connector and region.
-    pub(crate) fn into_error(self, connector: &str, region: &str) -> Error {
+impl ConnectorError for AwsError {
+    /// The core error, naming the connector and, when AWS answered with one, its error
+    /// code; the connector adds its region.
+    fn into_core(self, connector: &str) -> Error {
         let kind = self.kind();
         let mut message = self.to_string();
         if let AwsError::Service { hint, .. } = &self
@@ -94,9 +98,7 @@ impl AwsError {
                 "; check that AWS (or the connector's `endpoint_url`) is reachable from this machine",
             );
         }
-        let mut error = Error::new(kind, message)
-            .with_context("connector", connector.to_owned())
-            .with_context("region", region.to_owned());
+        let mut error = Error::new(kind, message).with_context("connector", connector.to_owned());
         if let Some(code) = self.code() {
             error = error.with_context("aws_error_code", code.to_owned());
         }

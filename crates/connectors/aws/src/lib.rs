@@ -4,17 +4,18 @@ mod auto;
 mod config;
 mod connector;
 mod credentials;
+mod eks;
+mod environment;
 mod error;
 mod login;
-mod partition;
 mod token;
 
-pub use auto::AwsEnvironment;
 pub use config::{
     FederationTokenConfig, IamRoleConfig, ImplicitConfig, SecretKeyConfig, StsTokenConfig,
 };
 pub use connector::{AwsConnector, AwsConnectorFlavor, connector_type_spec};
-pub use partition::{Partition, sts_host};
+pub use eks::{Partition, sts_host};
+pub use environment::AwsEnvironment;
 pub use token::{
     EKS_TOKEN_LIFETIME, EKS_TOKEN_PREFIX, EksTokenError, PRESIGNED_URL_EXPIRES, eks_token,
 };

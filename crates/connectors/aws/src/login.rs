@@ -20,12 +20,14 @@ pub(crate) struct LoginEntry {
 /// Adds (or replaces) the cluster, user and context `entry.name` in the kubeconfig at
 /// `path` and makes it the current context. Other entries are kept; the file is replaced
 /// atomically and is readable by its owner only.
-pub(crate) fn write_login(path: &Path, entry: LoginEntry) -> AwsResult<()> {
+pub(crate) async fn write_login(path: &Path, entry: LoginEntry) -> AwsResult<()> {
     let entries = kubeconfig::token_login(
         &entry.name,
         &entry.server,
         entry.certificate_authority_data,
         entry.token,
     );
-    kubeconfig::write_login(path, entries).map_err(|e| AwsError::Kubeconfig(e.to_string()))
+    kubeconfig::write_login_async(path.to_owned(), entries)
+        .await
+        .map_err(|e| AwsError::Kubeconfig(e.to_string()))
 }

@@ -14,11 +14,12 @@ use aws_sigv4::http_request::{
 };
 use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine as _;
+use stepstack_core::connector::ConnectorError as _;
 use stepstack_core::{BearerToken, TokenSource};
 
 use crate::credentials::CredentialProvider;
+use crate::eks::sts_host;
 use crate::error::{AwsError, AwsResult};
-use crate::partition::sts_host;
 
 /// The prefix of EKS bearer tokens.
 pub const EKS_TOKEN_PREFIX: &str = "k8s-aws-v1.";
@@ -121,10 +122,14 @@ impl TokenSource for EksTokenSource {
                 Some(&self.cluster_name),
             )
             .await
-            .map_err(|e| e.into_error(&connector, &region))?;
+            .map_err(|e| {
+                e.into_core(&connector)
+                    .with_context("region", region.clone())
+            })?;
         let now = SystemTime::now();
         let token = build(&credentials, &region, &self.cluster_name, now).map_err(|e| {
-            e.into_error(&connector, &region)
+            e.into_core(&connector)
+                .with_context("region", region.clone())
                 .with_context("cluster", self.cluster_name.clone())
         })?;
         let mut expires_at = now + EKS_TOKEN_LIFETIME;

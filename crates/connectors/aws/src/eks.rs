@@ -1,9 +1,13 @@
-//! AWS partitions (standard, China, GovCloud, …) and the EKS resource ids.
+//! EKS, the cloud's own part of the connector: AWS partitions (standard, China,
+//! GovCloud, …), EKS cluster ids and the cluster CA that DescribeCluster returns.
 
 use stepstack_core::connector::{KUBERNETES_CLUSTER, ResourceIds};
 use stepstack_core::{Error, ErrorKind, Result};
 
+use base64::Engine as _;
+
 use crate::AWS_GENERIC;
+use crate::error::{AwsError, AwsResult};
 
 /// An AWS partition: the ARN prefix and DNS suffix of a group of regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +196,39 @@ impl ResourceIds for AwsResourceIds {
     }
 }
 
+/// The DER certificates of an EKS `certificateAuthority.data` (base64 of PEM).
+pub(crate) fn ca_certificates(cluster: &str, region: &str, data: &str) -> AwsResult<Vec<Vec<u8>>> {
+    let bad = |why: &'static str| AwsError::UnreadableCa {
+        cluster: cluster.to_owned(),
+        region: region.to_owned(),
+        why,
+    };
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| bad("not base64"))?;
+    let pem = String::from_utf8(pem).map_err(|_| bad("not PEM text"))?;
+    let mut ders = Vec::new();
+    let mut inside: Option<String> = None;
+    for line in pem.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            inside = Some(String::new());
+        } else if line.starts_with("-----END CERTIFICATE") {
+            let body = inside.take().ok_or_else(|| bad("unbalanced PEM markers"))?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .map_err(|_| bad("bad PEM body"))?;
+            ders.push(der);
+        } else if let Some(body) = inside.as_mut() {
+            body.push_str(line);
+        }
+    }
+    if ders.is_empty() {
+        return Err(bad("no certificate"));
+    }
+    Ok(ders)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +286,24 @@ mod tests {
             ids.default_resource_id(AWS_GENERIC).as_deref(),
             Some("eu-west-1")
         );
+    }
+
+    #[test]
+    fn ca_data_is_decoded_to_der() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+        let data = base64::engine::general_purpose::STANDARD.encode(pem);
+        assert_eq!(
+            ca_certificates("c", "r", &data).unwrap(),
+            vec![vec![0u8, 1, 2]]
+        );
+        assert!(ca_certificates("c", "r", "!!").is_err());
+        let err = ca_certificates(
+            "c",
+            "r",
+            &base64::engine::general_purpose::STANDARD.encode("x"),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.to_string().contains("(no certificate)"), "{err}");
     }
 }
