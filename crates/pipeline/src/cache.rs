@@ -239,6 +239,9 @@ mod tests {
         }
     }
 
+    /// A change to the cache inputs.
+    type Change = Box<dyn FnOnce(&mut CacheInputs)>;
+
     /// Applies `change` to a copy of the base inputs.
     fn with(change: impl FnOnce(&mut CacheInputs)) -> CacheKey {
         let mut inputs = base();
@@ -272,7 +275,7 @@ mod tests {
     #[test]
     fn every_field_that_can_change_the_result_changes_the_key() {
         let base_key = base().key();
-        let changes: Vec<(&str, Box<dyn FnOnce(&mut CacheInputs)>)> = vec![
+        let changes: Vec<(&str, Change)> = vec![
             ("command", Box::new(|i| i.command[1] = "train2.py".into())),
             ("args", Box::new(|i| i.args.push("--fast".into()))),
             (
@@ -373,7 +376,7 @@ mod tests {
     #[test]
     fn settings_that_cannot_change_the_result_leave_the_key_alone() {
         let base_key = base().key();
-        let changes: Vec<(&str, Box<dyn FnOnce(&mut CacheInputs)>)> = vec![
+        let changes: Vec<(&str, Change)> = vec![
             (
                 "scheduling timeout",
                 Box::new(set("scheduling_timeout", json!(1))),

@@ -5,6 +5,7 @@ pub mod cache;
 mod dag;
 mod load;
 mod model;
+pub mod orchestrator;
 mod parse;
 mod path;
 mod placeholder;
@@ -17,6 +18,10 @@ pub use cache::{CacheInputs, CacheKey};
 pub use dag::Dag;
 pub use load::{LoadError, Loaded, Loader, load_file, load_str};
 pub use model::{OutputRef, Pipeline, Retry, Step};
+pub use orchestrator::{
+    DEFAULT_PARALLELISM, LogSink, Orchestrator, OrchestratorError, RunOptions, RunSummary,
+    StepOperatorEntry, StepSummary,
+};
 pub use placeholder::{Placeholder, RenderError, RenderedStep, RunContext, render};
 pub use record::{
     InMemoryRunStore, OutputRecord, RunRecord, RunSnapshot, RunStatus, RunStore, RunStoreError,
