@@ -17,6 +17,7 @@ const LAYERED_CRATES: &[&str] = &[
     "crates/connectors/gcp",
     "crates/connectors/azure",
     "crates/cloud-http",
+    "crates/pipeline",
 ];
 
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
