@@ -83,8 +83,9 @@ pub(crate) enum ApiError {
         /// The timeout.
         after: Duration,
     },
-    /// The connection failed or was dropped.
-    #[error("{op}: could not reach the API server: {source}")]
+    /// The connection failed or was dropped. The message says what failed; the
+    /// client's error is the source (never both, so a chain never repeats it).
+    #[error("{op}: could not reach the API server")]
     Transport {
         /// What was being done.
         op: String,
@@ -92,8 +93,8 @@ pub(crate) enum ApiError {
         #[source]
         source: kube::Error,
     },
-    /// The answer was not what the API promises.
-    #[error("{op}: could not decode the API server's answer: {source}")]
+    /// The answer was not what the API promises (the decoder's error is the source).
+    #[error("{op}: could not decode the API server's answer")]
     Decode {
         /// What was being done.
         op: String,
@@ -186,7 +187,14 @@ impl ApiError {
         if let Some(reason) = reason {
             err = err.with_context("api_reason", reason);
         }
-        err.with_source(self)
+        // The message already says all this error says: only a deeper cause (the
+        // client's or the decoder's error) becomes the source, so the chain the CLI
+        // prints holds every clause once.
+        match self {
+            ApiError::Transport { source, .. } => err.with_source(source),
+            ApiError::Decode { source, .. } => err.with_source(source),
+            ApiError::Status { .. } | ApiError::Timeout { .. } => err,
+        }
     }
 }
 
@@ -414,14 +422,14 @@ where
                     retry = retries,
                     max_retries = policy.max_retries,
                     delay_ms = delay.as_millis() as u64,
-                    error = %err,
+                    error = %stepstack_core::error_chain(&err),
                     "transient API error; retrying"
                 );
                 tokio::time::sleep(delay).await;
             }
             Err(err) => {
                 if err.is_transient() {
-                    tracing::warn!(op = call.op(), retries, error = %err, "API call failed after all retries");
+                    tracing::warn!(op = call.op(), retries, error = %stepstack_core::error_chain(&err), "API call failed after all retries");
                 }
                 return Err(err);
             }

@@ -116,7 +116,7 @@ pub(crate) async fn attach(
             Ok(_) => {}
             Err(err) if err.code() == Some(409) => {}
             Err(err) => {
-                tracing::warn!(namespace = %namespace, job = %name, error = %err, "could not create the headless Service; deleting the Job");
+                tracing::warn!(namespace = %namespace, job = %name, error = %stepstack_core::error_chain(&err), "could not create the headless Service; deleting the Job");
                 delete_job(api, &namespace, &name, calls).await.ok();
                 return Err(err.into_core());
             }

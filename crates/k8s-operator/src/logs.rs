@@ -514,7 +514,7 @@ async fn list_pods(ctx: &Ctx, attempt: u32) -> Vec<Arc<Pod>> {
             })
             .collect(),
         Err(err) => {
-            tracing::debug!(error = %err, "could not list the step's pods");
+            tracing::debug!(error = %stepstack_core::error_chain(&err), "could not list the step's pods");
             Vec::new()
         }
     }
@@ -639,7 +639,7 @@ async fn follow_pod(ctx: &Ctx, pod: &str, index: Option<u32>, follow: bool, tx: 
                 continue;
             }
             Err(err) if err.is_transient() && follow => {
-                tracing::debug!(pod, error = %err, "log stream failed; retrying");
+                tracing::debug!(pod, error = %stepstack_core::error_chain(&err), "log stream failed; retrying");
                 tokio::time::sleep(crate::api::backoff_delay(reconnects)).await;
                 reconnects = reconnects.saturating_add(1);
                 continue;
@@ -710,7 +710,7 @@ async fn read_body(
                 }
             }
             Some(Err(err)) => {
-                tracing::debug!(error = %err, "log stream broke off");
+                tracing::debug!(error = %stepstack_core::error_chain(&err), "log stream broke off");
                 // A partial last line is dropped: it is read again after resuming.
                 return Ok(false);
             }

@@ -36,7 +36,7 @@ pub(crate) fn sweep_namespace_once(inner: &Inner, api: &Api, namespace: &str, ca
             ),
             Err(error) => tracing::warn!(
                 namespace = %namespace,
-                %error,
+                error = %stepstack_core::error_chain(&error),
                 "could not look for Secrets left by interrupted submits; they stay until deleted by hand"
             ),
         }

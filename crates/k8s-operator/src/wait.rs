@@ -156,7 +156,9 @@ impl<'a> Waiter<'a> {
                     self.watch.insert_pod(pod, since);
                 }
             }
-            Err(err) => tracing::debug!(error = %err, "could not list the step's pods"),
+            Err(err) => {
+                tracing::debug!(error = %stepstack_core::error_chain(&err), "could not list the step's pods")
+            }
         }
     }
 
@@ -268,7 +270,7 @@ async fn wait_loop(w: &Waiter<'_>, sub: &mut crate::watch::Subscription) -> Resu
                     ))
                     .await
                     {
-                        tracing::warn!(job = %job_name, error = %err, "could not delete the Job");
+                        tracing::warn!(job = %job_name, error = %stepstack_core::error_chain(&err), "could not delete the Job");
                     }
                     return Ok(StepOutcome::Failed(failure));
                 }
@@ -428,10 +430,10 @@ async fn conclude(w: &Waiter<'_>, job: &Job, failure: Failure) -> StepFailure {
             &patch,
         );
         if let Err(err) = w.api.bytes(&call, w.calls).await {
-            tracing::debug!(error = %err, "could not record the failure on the Job");
+            tracing::debug!(error = %stepstack_core::error_chain(&err), "could not record the failure on the Job");
         }
         if let Err(err) = crate::jobs::delete_job(w.api, namespace, &job_name, w.calls).await {
-            tracing::warn!(namespace = %namespace, job = %job_name, error = %err, "could not delete the failed Job");
+            tracing::warn!(namespace = %namespace, job = %job_name, error = %stepstack_core::error_chain(&err), "could not delete the failed Job");
         }
     }
     StepFailure::new(failure.reason, failure.message)
@@ -461,7 +463,7 @@ async fn tail_lines(
             .map(str::to_owned)
             .collect(),
         Err(err) => {
-            tracing::debug!(pod, error = %err, "could not read the last log lines");
+            tracing::debug!(pod, error = %stepstack_core::error_chain(&err), "could not read the last log lines");
             Vec::new()
         }
     }
@@ -513,7 +515,7 @@ async fn warning_events(
                 .collect()
         }
         Err(err) => {
-            tracing::debug!(error = %err, "could not list events");
+            tracing::debug!(error = %stepstack_core::error_chain(&err), "could not list events");
             Vec::new()
         }
     }
