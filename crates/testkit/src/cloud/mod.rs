@@ -13,6 +13,8 @@
 //!   for real, federated token), the managed-identity endpoints and Azure Resource
 //!   Manager (subscriptions, AKS `managedClusters`) over HTTPS, plus a validator of AKS
 //!   tokens and static admin credentials.
+//! - [`gcs`]: Google Cloud Storage's XML API as `object_store`'s GCS client uses it
+//!   (objects, conditional puts, multipart uploads, paged listings).
 //!
 //! Each fake is a folder split by job, importing downward only: `mod.rs` is its public
 //! face (the `Fake*` handle, re-exporting the types), `handlers.rs` its HTTP routes,
@@ -22,4 +24,5 @@
 pub mod aws;
 pub mod azure;
 pub mod gcp;
+pub mod gcs;
 mod keys;
