@@ -5,14 +5,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use stepstack_cloud_http::{HttpClient, HttpResponse, IssuedTokenSource};
 use stepstack_core::connector::{
-    AuthMethodSpec, ClusterConnector, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
-    ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec, ResourceVerifier,
-    check_auto_configure_request, find_auth_method,
+    AuthMethodSpec, ClusterConnector, ClusterConnectorFlavor, ConnectorError as _, ConnectorScope,
+    ConnectorTypeSpec, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec,
+    ResourceVerifier, find_auth_method,
 };
 use stepstack_core::registry::AutoConfigureRequest;
-use stepstack_core::{
-    ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, ErrorKind, Result, ServiceConnector,
-};
+use stepstack_core::{ClusterConnection, ConnectorConfig, Error, ErrorKind, Result};
 use tokio::sync::OnceCell;
 
 use crate::aks::{self, AksIds, ClusterList, ClusterRef, CredentialResults, ManagedCluster};
@@ -138,28 +136,21 @@ impl Default for AzureConnectorFlavor {
 }
 
 #[async_trait]
-impl ConnectorFlavor for AzureConnectorFlavor {
-    fn connector_type(&self) -> &ConnectorTypeSpec {
+impl ClusterConnectorFlavor for AzureConnectorFlavor {
+    type Connector = AzureConnector;
+
+    fn type_spec(&self) -> &ConnectorTypeSpec {
         &self.spec
     }
 
-    fn build(&self, config: ConnectorConfig) -> Result<Arc<dyn ServiceConnector>> {
-        Ok(Arc::new(self.build_connector(config)?))
+    fn new_connector(&self, config: ConnectorConfig) -> Result<AzureConnector> {
+        self.build_connector(config)
     }
 
-    async fn auto_configure(&self, request: AutoConfigureRequest) -> Result<ConnectorConfig> {
-        let name = request.name.clone();
-        check_auto_configure_request(&self.spec, &request)?;
-        let config = crate::auto::auto_config(&self.environment, &request)
+    async fn find_configuration(&self, request: &AutoConfigureRequest) -> Result<ConnectorConfig> {
+        crate::auto::auto_config(&self.environment, request)
             .await
-            .map_err(|e| e.into_core(&name))?;
-        // The result must build; an implicit method must be allowed here, where it runs.
-        let connector = self.build_connector(config.clone())?;
-        self.environment
-            .implicit_auth
-            .check(&name, connector.scope.auth_method())?;
-        tracing::info!(connector = %name, auth_method = %config.auth_method, "configured the connector from the local environment");
-        Ok(config)
+            .map_err(|e| e.into_core(&request.name))
     }
 }
 

@@ -6,14 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kube::config::KubeConfigOptions;
 use stepstack_core::connector::{
-    AuthMethodSpec, ClusterConnector, ConnectorError as _, ConnectorScope, ConnectorTypeSpec,
-    ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec, ResourceVerifier,
-    find_auth_method,
+    AuthMethodSpec, ClusterConnector, ClusterConnectorFlavor, ConnectorError as _, ConnectorScope,
+    ConnectorTypeSpec, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec,
+    ResourceVerifier, find_auth_method,
 };
-use stepstack_core::{
-    AutoConfigureRequest, ClusterConnection, ConnectorConfig, ConnectorFlavor, Error, Result,
-    ServiceConnector,
-};
+use stepstack_core::{AutoConfigureRequest, ClusterConnection, ConnectorConfig, Error, Result};
 
 use crate::config::{
     self, Auth, CLIENT_CERTIFICATE, CONNECTOR_TYPE, ClientCertificateConfig, IN_CLUSTER,
@@ -154,35 +151,19 @@ impl Default for KubernetesFlavor {
 }
 
 #[async_trait]
-impl ConnectorFlavor for KubernetesFlavor {
-    fn connector_type(&self) -> &ConnectorTypeSpec {
+impl ClusterConnectorFlavor for KubernetesFlavor {
+    type Connector = KubernetesConnector;
+
+    fn type_spec(&self) -> &ConnectorTypeSpec {
         &self.spec
     }
 
-    fn build(&self, config: ConnectorConfig) -> Result<Arc<dyn ServiceConnector>> {
-        Ok(Arc::new(self.build_connector(config)?))
+    fn new_connector(&self, config: ConnectorConfig) -> Result<KubernetesConnector> {
+        self.build_connector(config)
     }
 
-    async fn auto_configure(&self, request: AutoConfigureRequest) -> Result<ConnectorConfig> {
-        let name = request.name.clone();
-        if let Some(resource_type) = &request.resource_type
-            && resource_type != KUBERNETES_CLUSTER
-        {
-            stepstack_core::connector::find_resource_type(&self.spec, resource_type)
-                .map_err(|e| e.with_context("connector", name.clone()))?;
-        }
-        if let Some(method) = &request.auth_method {
-            find_auth_method(&self.spec, method)
-                .map_err(|e| e.with_context("connector", name.clone()))?;
-        }
-        let env = &self.environment;
-        let config = crate::auto::auto_config(env, &request)?;
-        // The result must build; an implicit method must be allowed here, where it will run.
-        let connector = self.build_connector(config.clone())?;
-        env.implicit_auth
-            .check(&name, connector.scope.auth_method())?;
-        tracing::info!(connector = %name, auth_method = %config.auth_method, "configured the connector from the local environment");
-        Ok(config)
+    async fn find_configuration(&self, request: &AutoConfigureRequest) -> Result<ConnectorConfig> {
+        crate::auto::auto_config(&self.environment, request)
     }
 }
 

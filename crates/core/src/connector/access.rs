@@ -8,19 +8,24 @@
 //! [`verify_resources`] behind the implicit-auth gate, and `connect` and
 //! `configure_local_client` behind [`authorize_cluster`]. So every connector refuses the
 //! same requests with the same errors, in the same order, and a third party writes only
-//! what is its own.
+//! what is its own. Its connector type implements [`ClusterConnectorFlavor`] and gets
+//! `ConnectorFlavor` the same way, with the checks around auto-configuration.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use super::validation::{ConnectorScope, ResourceIds, ResourceRequest};
+use super::validation::{
+    ConnectorScope, ResourceIds, ResourceRequest, check_auto_configure_request,
+};
 use super::verify::{ResourceVerifier, verify_resources};
 use super::{
     ConnectorConfig, ConnectorTypeSpec, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourcesReport,
     ServiceConnector,
 };
+use crate::registry::{AutoConfigureRequest, ConnectorFlavor};
 use crate::{ClusterConnection, Error, ErrorKind, Result};
 
 /// What the caller is about to do with the cluster; it words the refusal of a resource
@@ -210,6 +215,47 @@ impl<C: ClusterConnector> ServiceConnector for C {
             Timestamp::now(),
         )?;
         self.login_cluster(&id).await
+    }
+}
+
+/// A connector type whose connectors are [`ClusterConnector`]s: its description, how it
+/// builds one, and how it finds a configuration in the local environment. Every such type
+/// is a [`ConnectorFlavor`] through the blanket implementation below.
+#[async_trait]
+pub trait ClusterConnectorFlavor: Send + Sync + 'static {
+    /// The connectors this type builds.
+    type Connector: ClusterConnector + 'static;
+
+    /// The connector type's description.
+    fn type_spec(&self) -> &ConnectorTypeSpec;
+
+    /// Builds a connector from `config`, checked against the description.
+    fn new_connector(&self, config: ConnectorConfig) -> Result<Self::Connector>;
+
+    /// The configuration the local environment gives for `request`, whose auth method
+    /// and resource type (when given) the type has.
+    async fn find_configuration(&self, request: &AutoConfigureRequest) -> Result<ConnectorConfig>;
+}
+
+#[async_trait]
+impl<F: ClusterConnectorFlavor> ConnectorFlavor for F {
+    fn connector_type(&self) -> &ConnectorTypeSpec {
+        self.type_spec()
+    }
+
+    fn build(&self, config: ConnectorConfig) -> Result<Arc<dyn ServiceConnector>> {
+        Ok(Arc::new(self.new_connector(config)?))
+    }
+
+    /// Checks the request against the type, finds the configuration, and checks that it
+    /// builds and, for an implicit method, that the gate is open here, where it will run.
+    async fn auto_configure(&self, request: AutoConfigureRequest) -> Result<ConnectorConfig> {
+        check_auto_configure_request(self.type_spec(), &request)?;
+        let config = self.find_configuration(&request).await?;
+        let connector = self.new_connector(config.clone())?;
+        connector.implicit_gate().check_scope(connector.scope())?;
+        tracing::info!(connector = %request.name, auth_method = %config.auth_method, "configured the connector from the local environment");
+        Ok(config)
     }
 }
 
@@ -536,5 +582,70 @@ mod tests {
             "{entry:?}"
         );
         assert!(closed.asked.lock().unwrap().is_empty());
+    }
+
+    /// Finds a configuration with the method `found`; builds connectors behind `gate`.
+    struct Finding {
+        spec: ConnectorTypeSpec,
+        found: &'static str,
+        gate: ImplicitAuthGate,
+    }
+
+    #[async_trait]
+    impl ClusterConnectorFlavor for Finding {
+        type Connector = Recording;
+        fn type_spec(&self) -> &ConnectorTypeSpec {
+            &self.spec
+        }
+        fn new_connector(&self, config: ConnectorConfig) -> Result<Recording> {
+            Ok(Recording {
+                scope: ConnectorScope::new(&self.spec, config, &Ids)?,
+                gate: self.gate,
+                asked: std::sync::Mutex::new(Vec::new()),
+            })
+        }
+        async fn find_configuration(
+            &self,
+            request: &AutoConfigureRequest,
+        ) -> Result<ConnectorConfig> {
+            Ok(ConnectorConfig::new(
+                request.name.clone(),
+                "cloud",
+                self.found,
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn auto_configuration_checks_the_request_the_build_and_the_gate() {
+        let flavor = |found, gate| Finding {
+            spec: spec(),
+            found,
+            gate,
+        };
+        let request = AutoConfigureRequest::new("auto");
+        let explicit: &dyn ConnectorFlavor = &flavor("secret-key", CLOSED);
+        assert_eq!(explicit.connector_type().connector_type, "cloud");
+        let config = explicit.auto_configure(request.clone()).await.unwrap();
+        assert_eq!(config.auth_method, "secret-key");
+        assert_eq!(
+            explicit.build(config).unwrap().config().auth_method,
+            "secret-key"
+        );
+        // An implicit configuration needs the open gate where it is configured.
+        let implicit: &dyn ConnectorFlavor = &flavor("implicit", CLOSED);
+        let err = implicit.auto_configure(request.clone()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        let open: &dyn ConnectorFlavor = &flavor("implicit", OPEN);
+        assert!(open.auto_configure(request.clone()).await.is_ok());
+        // A configuration that does not build, and a request the type cannot serve.
+        let broken: &dyn ConnectorFlavor = &flavor("no-such-method", OPEN);
+        let err = broken.auto_configure(request.clone()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSettings);
+        let mut unknown = request;
+        unknown.auth_method = Some("password".to_owned());
+        let err = explicit.auto_configure(unknown).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSettings);
+        assert_eq!(err.context_value("connector"), Some("auto"));
     }
 }

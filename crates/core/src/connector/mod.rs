@@ -23,7 +23,9 @@ pub use qualified::{qualified_ids, split_qualified};
 pub use report::{ResourceTypeResources, ResourcesReport};
 pub use spec::{AuthMethodSpec, ConnectorTypeSpec, ExpirationBounds, ResourceTypeSpec};
 
-pub use access::{ClusterConnector, ClusterRequest, ClusterUse, authorize_cluster};
+pub use access::{
+    ClusterConnector, ClusterConnectorFlavor, ClusterRequest, ClusterUse, authorize_cluster,
+};
 pub use cached::{CachedConnection, Clock, derived_client_config};
 pub use error::ConnectorError;
 pub use expiry::{DEFAULT_EXPIRY_SKEW, check_not_expired, has_expired, skew_tolerance};
