@@ -89,5 +89,15 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
+/// `error` and its causes on one line, as the CLI prints it after `error: `.
+///
+/// Each cause is printed once: our messages never hold their source's text (the rule of
+/// `stepstack_core::error`, checked by the `error_catalog` tests), and a third-party
+/// cause whose text the line already holds is skipped ([`stepstack_core::error_chain`]).
+pub(crate) fn render(error: &anyhow::Error) -> String {
+    let error: &(dyn std::error::Error + 'static) = error.as_ref();
+    stepstack_core::error_chain(error)
+}
+
 /// The result of a command.
 pub(crate) type CliResult<T = ()> = Result<T, CliError>;

@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
-// The CLI is the one place that prints.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+// Everything is written through `output`, which treats a closed stdout as the end of
+// output; the print macros would panic on it (exit 101).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod commands;
+#[cfg(test)]
+mod error_catalog;
 mod exit;
 mod freeform;
 mod logging;
@@ -39,7 +42,7 @@ pub fn main_with(configure: impl FnOnce(&mut Registry) -> Result<()>) -> ExitCod
     }) {
         Ok(registry) => registry,
         Err(e) => {
-            eprintln!("error: could not register flavors: {e}");
+            output::message(&format!("error: could not register flavors: {e}"));
             return Exit::Internal.into();
         }
     };
@@ -91,7 +94,11 @@ pub fn run(registry: &Registry, args: Vec<OsString>) -> ExitCode {
 }
 
 fn report(e: exit::CliError) -> ExitCode {
-    eprintln!("error: {:#}", e.error);
+    // A reader that went away (`stepstack … | head`) ended the output: not an error.
+    if output::is_closed(&e.error) {
+        return Exit::Ok.into();
+    }
+    output::message(&format!("error: {}", exit::render(&e.error)));
     e.exit.into()
 }
 

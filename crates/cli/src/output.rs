@@ -1,5 +1,12 @@
 //! How commands print: tables for people, JSON or YAML for programs.
+//!
+//! This module is the one place that writes to stdout and stderr (the crate denies
+//! clippy's `print_stdout` and `print_stderr`). A closed stdout (`stepstack … | head`)
+//! is the end of output, as in ripgrep: the write returns [`OutputClosed`], the command
+//! stops, and the process exits 0 without a message. A failing stderr is ignored: there
+//! is nowhere left to say so.
 
+use std::fmt;
 use std::io::Write;
 
 use clap::ValueEnum;
@@ -33,7 +40,7 @@ impl Printer {
     /// Prints a line of text (only in table format; programs get data, not prose).
     pub(crate) fn line(&self, text: impl AsRef<str>) -> CliResult {
         if self.format == OutputFormat::Table {
-            write_out(&format!("{}\n", text.as_ref()))?;
+            print_line(text.as_ref())?;
         }
         Ok(())
     }
@@ -60,7 +67,7 @@ impl Printer {
                 serde_norway::to_string(data).map_err(|e| CliError::new(Exit::Internal, e))?
             }
         };
-        write_out(&text)
+        print(&text)
     }
 }
 
@@ -78,12 +85,87 @@ where
     table
 }
 
-/// Writes to stdout; a closed pipe (`stepstack … | head`) is not an error.
-fn write_out(text: &str) -> CliResult {
+/// A write found stdout closed: its reader has gone (`stepstack … | head -1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutputClosed;
+
+impl fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stdout was closed by its reader")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
+
+impl OutputClosed {
+    /// As a contracts error, for code that returns [`stepstack_core::Result`] (a log
+    /// stream printed from a task); [`is_closed`] still finds it in the chain.
+    pub(crate) fn into_core(self) -> stepstack_core::Error {
+        stepstack_core::Error::new(stepstack_core::ErrorKind::Cancelled, "output ended")
+            .with_source(self)
+    }
+}
+
+/// Whether `error` (or any of its causes) is a closed stdout, which ends the command
+/// with exit code 0 and no message.
+pub(crate) fn is_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| e.is::<OutputClosed>())
+}
+
+/// [`is_closed`] for a contracts error (a log stream printed from a task).
+pub(crate) fn is_closed_core(error: &stepstack_core::Error) -> bool {
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        if e.is::<OutputClosed>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Writes `text` to stdout as it is.
+pub(crate) fn print(text: &str) -> CliResult {
+    write_stdout(text.as_bytes()).map_err(|e| match e {
+        Some(e) => CliError::new(
+            Exit::Internal,
+            anyhow::Error::new(e).context("could not write to stdout"),
+        ),
+        None => CliError::new(Exit::Ok, OutputClosed),
+    })
+}
+
+/// Writes `text` and a newline to stdout.
+pub(crate) fn print_line(text: impl fmt::Display) -> CliResult {
+    print(&format!("{text}\n"))
+}
+
+/// [`print_line`] for code that returns the contracts' result (a log stream printed
+/// from a task).
+pub(crate) fn print_line_core(text: impl fmt::Display) -> stepstack_core::Result<()> {
+    write_stdout(format!("{text}\n").as_bytes()).map_err(|e| match e {
+        Some(e) => stepstack_core::Error::new(
+            stepstack_core::ErrorKind::Internal,
+            "could not write to stdout",
+        )
+        .with_source(e),
+        None => OutputClosed.into_core(),
+    })
+}
+
+/// Writes `text` and a newline to stderr (errors, warnings, progress notes). A failing
+/// stderr is ignored.
+pub(crate) fn message(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}").and_then(|()| err.flush());
+}
+
+/// Writes and flushes `bytes`; `Err(None)` means the reader closed the pipe.
+fn write_stdout(bytes: &[u8]) -> Result<(), Option<std::io::Error>> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(CliError::new(Exit::Internal, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(None),
+        Err(e) => Err(Some(e)),
     }
 }

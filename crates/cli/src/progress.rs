@@ -63,7 +63,10 @@ impl PendingProgress {
             let spinner = state.spinner.get_or_insert_with(|| spinner(step, waited));
             spinner.set_message(reason.to_owned());
         } else if state.last_reason.as_deref() != Some(reason) {
-            eprintln!("Step `{step}` is pending ({}s): {reason}", waited.as_secs());
+            crate::output::message(&format!(
+                "Step `{step}` is pending ({}s): {reason}",
+                waited.as_secs()
+            ));
         }
         state.last_reason = Some(reason.to_owned());
     }

@@ -66,8 +66,8 @@ impl Interrupts {
 /// Ends the process at once with [`Exit::Interrupted`]: the answer to a second
 /// interrupt, when the user no longer wants to wait for the cleanup the first started.
 pub(crate) fn exit_now(signal: &str, step_run_id: &str) -> ! {
-    eprintln!(
+    crate::output::message(&format!(
         "{signal} again: exiting without waiting; step run {step_run_id} may still be running (`stepstack step cancel {step_run_id}` stops it)"
-    );
+    ));
     std::process::exit(Exit::Interrupted as i32)
 }

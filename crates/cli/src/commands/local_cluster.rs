@@ -303,11 +303,11 @@ fn serve(args: ServeArgs) -> CliResult<Exit> {
                 args.kubeconfig.display()
             ))
         })?;
-        println!(
+        crate::output::print_line(format_args!(
             "{READY_PREFIX}{} kubeconfig={}",
             cluster.url(),
             args.kubeconfig.display()
-        );
+        ))?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| internal(format!("could not listen for SIGTERM: {e}")))?;
         tokio::select! {

@@ -40,10 +40,9 @@ pub(crate) fn run(command: PipelineCommand, ctx: &Context<'_>) -> CliResult<Exit
     match command {
         PipelineCommand::Validate(args) => validate(args, ctx),
         PipelineCommand::Schema => {
-            print!(
-                "{}",
-                stepstack_settings::schema::render_schema(&stepstack_pipeline::pipeline_schema())
-            );
+            crate::output::print(&stepstack_settings::schema::render_schema(
+                &stepstack_pipeline::pipeline_schema(),
+            ))?;
             Ok(Exit::Ok)
         }
     }
@@ -96,7 +95,7 @@ fn validate(args: ValidateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     let printer = ctx.printer();
     printer.structured(&report)?;
     for warning in &report.warnings {
-        eprintln!("warning: {file}: {warning}");
+        crate::output::message(&format!("warning: {file}: {warning}"));
     }
     printer.line(format!(
         "{file}: valid pipeline `{}` ({} step{}: {})",

@@ -39,7 +39,7 @@ pub(crate) fn run(command: SettingsCommand, ctx: &Context<'_>) -> CliResult<Exit
             } else {
                 stepstack_settings::settings_schema()
             };
-            print!("{}", stepstack_settings::schema::render_schema(&schema));
+            crate::output::print(&stepstack_settings::schema::render_schema(&schema))?;
             Ok(Exit::Ok)
         }
     }
@@ -59,7 +59,7 @@ fn validate(args: ValidateArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     match document.validate(stepstack_k8s_operator::FLAVOR) {
         Ok(checked) => {
             for warning in &checked.warnings {
-                eprintln!("warning: {file}: {warning}");
+                crate::output::message(&format!("warning: {file}: {warning}"));
             }
             ctx.printer().line(format!(
                 "{file}: valid ({} settings object(s) checked)",

@@ -330,7 +330,7 @@ fn export(args: ExportArgs, ctx: &Context<'_>) -> CliResult<Exit> {
                 file.display()
             ))?;
         }
-        None => print!("{yaml}"),
+        None => crate::output::print(&yaml)?,
     }
     Ok(Exit::Ok)
 }

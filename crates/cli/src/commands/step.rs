@@ -20,7 +20,7 @@ use stepstack_store::{
 
 use super::Context;
 use super::support::{build_step_operator, step_operator_component};
-use crate::exit::{CliError, CliResult, Exit};
+use crate::exit::{CliError, CliResult, Exit, render};
 use crate::output::{OutputFormat, table};
 use crate::progress::{PendingProgress, show_while_pending};
 use crate::signals::{Interrupts, exit_now};
@@ -272,9 +272,9 @@ fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
                         }
                         // Dropping the create now could leave a Job created after the
                         // cancel; let it finish (it is bounded by the API timeouts).
-                        eprintln!(
+                        crate::output::message(&format!(
                             "Interrupted: step run {step_run_id} is being submitted; it is cancelled as soon as the cluster has it ({signal}; interrupt again to exit at once)"
-                        );
+                        ));
                         interrupted = Some(signal);
                     }
                 }
@@ -302,9 +302,9 @@ fn run_step(args: RunArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             // `step cancel` got to the record while the Job was being created: it may
             // have found nothing to delete, so delete what the submit created.
             operator.cancel(&handle).await?;
-            eprintln!(
+            crate::output::message(&format!(
                 "error: step run {step_run_id} was cancelled while it was being submitted; its Job is deleted"
-            );
+            ));
             return Ok(Exit::StepFailed);
         }
         let printer = ctx.printer();
@@ -461,14 +461,14 @@ async fn interrupted_run(
 ) -> CliResult<Exit> {
     let id = &handle.step_run_id;
     if on_interrupt == OnInterrupt::Keep {
-        eprintln!(
+        crate::output::message(&format!(
             "Interrupted ({signal}): the step keeps running (on_interrupt: keep); follow it with `stepstack step attach {id}`"
-        );
+        ));
         return Ok(Exit::Interrupted);
     }
-    eprintln!(
+    crate::output::message(&format!(
         "Interrupted: cancelling step run {id} … ({signal}; interrupt again to exit at once)"
-    );
+    ));
     let cancelled = async {
         operator.cancel(handle).await?;
         record_cancelled(store, handle);
@@ -481,7 +481,7 @@ async fn interrupted_run(
     match outcome {
         Ok(outcome) => {
             record_outcome(store, handle, &outcome);
-            eprintln!("Cancelled step run {id}.");
+            crate::output::message(&format!("Cancelled step run {id}."));
             Ok(Exit::Interrupted)
         }
         Err(err) => Err(CliError::new(
@@ -508,6 +508,8 @@ async fn drain_logs(
         tokio::select! {
             joined = &mut task => break match joined {
                 Ok(Ok(())) => None,
+                // The reader of stdout went away: the output is over, not incomplete.
+                Ok(Err(err)) if crate::output::is_closed_core(&err) => None,
                 Ok(Err(err)) => Some(format!("the log stream failed: {err}")),
                 Err(_) => Some("the log stream stopped".to_owned()),
             },
@@ -529,9 +531,9 @@ async fn drain_logs(
         }
     };
     if let Some(why) = incomplete {
-        eprintln!(
+        crate::output::message(&format!(
             "warning: the live log view above may be incomplete ({why}); `stepstack step logs {step_run_id}` shows the full log"
-        );
+        ));
     }
 }
 
@@ -550,7 +552,7 @@ async fn stream_logs(
             progress.finish();
             printed.fetch_add(1, Ordering::Relaxed);
         }
-        println!("{line}");
+        crate::output::print_line_core(&line)?;
     }
     Ok(())
 }
@@ -623,7 +625,10 @@ fn report_outcome(
     printer.structured(&Finished { outcome, timings })?;
     let exit = match outcome {
         StepOutcome::Failed(failure) => {
-            eprintln!("error: step `{}` failed: {failure}", handle.step_name);
+            crate::output::message(&format!(
+                "error: step `{}` failed: {failure}",
+                handle.step_name
+            ));
             Exit::StepFailed
         }
         _ => {
@@ -673,7 +678,7 @@ fn logs(args: LogsArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     if let Some(kept) = &kept
         && kept.incomplete.is_none()
     {
-        print_lines(&kept.lines);
+        print_lines(&kept.lines)?;
         return Ok(Exit::Ok);
     }
     let streamed = ctx.block_on(async {
@@ -685,28 +690,31 @@ fn logs(args: LogsArgs, ctx: &Context<'_>) -> CliResult<Exit> {
     match (streamed, kept) {
         (Ok(()), _) => Ok(Exit::Ok),
         // The lines before it are real; what is missing is a warning, not a failure.
+        // The reader went away (`| head`): the output is over, nothing to add.
+        (Err(err), _) if crate::output::is_closed(&err.error) => Err(err),
         (Err(err), _) if is_incomplete(&err) => {
-            eprintln!("warning: {:#}", err.error);
+            crate::output::message(&format!("warning: {}", render(&err.error)));
             Ok(Exit::Ok)
         }
         // The cluster cannot say more than the partial kept log: show that, and say so.
         (Err(err), Some(kept)) => {
-            print_lines(&kept.lines);
-            eprintln!(
-                "warning: the kept log is incomplete ({}), and the cluster could not be asked for the rest: {:#}",
+            print_lines(&kept.lines)?;
+            crate::output::message(&format!(
+                "warning: the kept log is incomplete ({}), and the cluster could not be asked for the rest: {}",
                 kept.incomplete.unwrap_or_default(),
-                err.error
-            );
+                render(&err.error)
+            ));
             Ok(Exit::Ok)
         }
         (Err(err), None) => Err(err),
     }
 }
 
-fn print_lines(lines: &[LogLine]) {
+fn print_lines(lines: &[LogLine]) -> CliResult {
     for line in lines {
-        println!("{line}");
+        crate::output::print_line(line)?;
     }
+    Ok(())
 }
 
 /// Whether `err` ends a log stream that could not deliver every line.
@@ -902,7 +910,7 @@ fn preview(args: PreviewArgs, ctx: &Context<'_>) -> CliResult<Exit> {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            print!("{text}");
+            crate::output::print(&text)?;
             return Ok(Exit::Ok);
         }
         let server = operator.preview_on_server(&launch).await?;

@@ -36,7 +36,7 @@ pub(super) fn token(args: TokenArgs, ctx: &Context<'_>) -> CliResult<Exit> {
         exec_credential(&connector.config().name, &connection).await
     })??;
     // Asked for explicitly: this command exists to hand the token to kubectl.
-    println!("{credential}");
+    crate::output::print_line(&credential)?;
     Ok(Exit::Ok)
 }
 
