@@ -125,8 +125,8 @@ pub(crate) fn map_object_store_error(
         E::PermissionDenied { .. } => ErrorKind::PermissionDenied,
         E::Unauthenticated { .. } => ErrorKind::Unauthenticated,
         E::InvalidPath { .. } | E::UnknownConfigurationKey { .. } => ErrorKind::InvalidSettings,
-        // Generic covers I/O failures of the local store and transport errors of the
-        // remote ones; the remote flavors refine transience from the HTTP status.
+        // Generic covers I/O failures of the local store, and for the remote ones the
+        // transport errors and 5xx/429 answers left after object_store's retries.
         _ => ErrorKind::Unavailable,
     };
     Error::new(kind, format!("{operation} `{key}` failed")).with_source(err)

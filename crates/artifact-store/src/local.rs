@@ -8,12 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
-use object_store::path::{Path as ObjectPath, PathPart};
-use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use serde::Deserialize;
 use stepstack_core::artifact_store::{
     ByteStream, ObjectInfo, ObjectKey, ObjectListing, PartUpload, PutMode, TransferOptions,
@@ -21,7 +17,8 @@ use stepstack_core::artifact_store::{
 use stepstack_core::registry::{ArtifactStoreContext, ArtifactStoreFlavor};
 use stepstack_core::{ArtifactStore, Error, ErrorKind, Result};
 
-use crate::error::{LocalStoreError, map_object_store_error};
+use crate::error::LocalStoreError;
+use crate::remote::{RemoteArtifactStore, to_path};
 
 /// The flavor name.
 pub const LOCAL_FLAVOR: &str = "local";
@@ -41,15 +38,15 @@ pub struct LocalStoreConfig {
 #[derive(Clone)]
 pub struct LocalArtifactStore {
     root: PathBuf,
-    store: Arc<LocalFileSystem>,
-    transfer: TransferOptions,
+    /// The object primitives, shared with the remote flavors.
+    inner: RemoteArtifactStore,
 }
 
 impl fmt::Debug for LocalArtifactStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalArtifactStore")
             .field("root", &self.root)
-            .field("transfer", &self.transfer)
+            .field("transfer", &self.inner.transfer_options())
             .finish()
     }
 }
@@ -76,14 +73,20 @@ impl LocalArtifactStore {
             .with_automatic_cleanup(true);
         Ok(LocalArtifactStore {
             root: root.to_owned(),
-            store: Arc::new(store),
-            transfer: TransferOptions::DEFAULT,
+            // A file has no minimum part size.
+            inner: RemoteArtifactStore::new(
+                LOCAL_FLAVOR,
+                root.display().to_string(),
+                Arc::new(store),
+                None,
+                1,
+            ),
         })
     }
 
     /// Uses `transfer` for part size and concurrency.
     pub fn with_transfer_options(mut self, transfer: TransferOptions) -> Self {
-        self.transfer = transfer;
+        self.inner = self.inner.with_transfer_options(transfer);
         self
     }
 
@@ -102,23 +105,8 @@ impl LocalArtifactStore {
     }
 }
 
-/// One key segment per path part, escaped by `object_store` (`#` → `%23`, …), so any
-/// name a manifest allows maps to one file name and back.
-fn to_path(key: &ObjectKey) -> ObjectPath {
-    key.segments()
-        .iter()
-        .map(|s| PathPart::from(s.as_str()))
-        .collect()
-}
-
-fn from_path(path: &ObjectPath) -> ObjectKey {
-    ObjectKey::from_segments(path.parts().map(|part| {
-        percent_encoding::percent_decode_str(part.as_ref())
-            .decode_utf8_lossy()
-            .into_owned()
-    }))
-}
-
+/// Every primitive is the shared one over `LocalFileSystem`, whose create-if-absent is a
+/// hard link and whose multipart uploads rename a staging file into place.
 #[async_trait]
 impl ArtifactStore for LocalArtifactStore {
     fn flavor(&self) -> &str {
@@ -130,129 +118,35 @@ impl ArtifactStore for LocalArtifactStore {
     }
 
     fn transfer_options(&self) -> TransferOptions {
-        self.transfer
+        self.inner.transfer_options()
     }
 
     async fn put_object(&self, key: &ObjectKey, data: Bytes, mode: PutMode) -> Result<()> {
-        let mode = match mode {
-            PutMode::Overwrite => object_store::PutMode::Overwrite,
-            PutMode::Create => object_store::PutMode::Create,
-        };
-        self.store
-            .put_opts(
-                &to_path(key),
-                PutPayload::from(data),
-                PutOptions::from(mode),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| map_object_store_error("put", key, e))
+        self.inner.put_object(key, data, mode).await
     }
 
     async fn start_upload(&self, key: &ObjectKey) -> Result<Box<dyn PartUpload>> {
-        let upload = self
-            .store
-            .put_multipart(&to_path(key))
-            .await
-            .map_err(|e| map_object_store_error("start an upload of", key, e))?;
-        Ok(Box::new(LocalPartUpload {
-            key: key.clone(),
-            upload,
-        }))
+        self.inner.start_upload(key).await
     }
 
     async fn get_object(&self, key: &ObjectKey) -> Result<ByteStream> {
-        let result = self
-            .store
-            .get(&to_path(key))
-            .await
-            .map_err(|e| map_object_store_error("get", key, e))?;
-        let key = key.clone();
-        Ok(result
-            .into_stream()
-            .map(move |chunk| chunk.map_err(|e| map_object_store_error("read", &key, e)))
-            .boxed())
+        self.inner.get_object(key).await
     }
 
     async fn head_object(&self, key: &ObjectKey) -> Result<Option<u64>> {
-        match self.store.head(&to_path(key)).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(map_object_store_error("head", key, e)),
-        }
+        self.inner.head_object(key).await
     }
 
     fn list_objects(&self, prefix: &ObjectKey) -> BoxStream<'static, Result<ObjectInfo>> {
-        let key = prefix.clone();
-        self.store
-            .list(Some(&to_path(prefix)))
-            .map(move |meta| {
-                meta.map(|m| ObjectInfo {
-                    key: from_path(&m.location),
-                    size: m.size,
-                })
-                .map_err(|e| map_object_store_error("list", &key, e))
-            })
-            .boxed()
+        self.inner.list_objects(prefix)
     }
 
     async fn list_children(&self, prefix: &ObjectKey) -> Result<ObjectListing> {
-        let result = self.store.list_with_delimiter(Some(&to_path(prefix))).await;
-        let result = match result {
-            Ok(result) => result,
-            // A prefix that was never written is an empty listing, as on object stores.
-            Err(object_store::Error::NotFound { .. }) => return Ok(ObjectListing::default()),
-            Err(e) => return Err(map_object_store_error("list", prefix, e)),
-        };
-        Ok(ObjectListing {
-            objects: result
-                .objects
-                .iter()
-                .map(|m| ObjectInfo {
-                    key: from_path(&m.location),
-                    size: m.size,
-                })
-                .collect(),
-            prefixes: result.common_prefixes.iter().map(from_path).collect(),
-        })
+        self.inner.list_children(prefix).await
     }
 
     async fn delete_object(&self, key: &ObjectKey) -> Result<()> {
-        match self.store.delete(&to_path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_object_store_error("delete", key, e)),
-        }
-    }
-}
-
-struct LocalPartUpload {
-    key: ObjectKey,
-    upload: Box<dyn object_store::MultipartUpload>,
-}
-
-#[async_trait]
-impl PartUpload for LocalPartUpload {
-    fn put_part(&mut self, data: Bytes) -> BoxFuture<'static, Result<()>> {
-        let key = self.key.clone();
-        self.upload
-            .put_part(PutPayload::from(data))
-            .map(move |r| r.map_err(|e| map_object_store_error("upload a part of", &key, e)))
-            .boxed()
-    }
-
-    async fn complete(&mut self) -> Result<()> {
-        self.upload
-            .complete()
-            .await
-            .map(drop)
-            .map_err(|e| map_object_store_error("complete the upload of", &self.key, e))
-    }
-
-    async fn abort(&mut self) -> Result<()> {
-        self.upload
-            .abort()
-            .await
-            .map_err(|e| map_object_store_error("abort the upload of", &self.key, e))
+        self.inner.delete_object(key).await
     }
 }
 

@@ -223,7 +223,9 @@ pub(crate) fn validate_name(
     }
 }
 
-/// An artifact store in a bucket or container, under an optional key prefix.
+/// An artifact store on an `object_store` client: a bucket or container under an
+/// optional key prefix (the `s3`, `gcs` and `azure` flavors; the `local` flavor wraps one
+/// on `LocalFileSystem`).
 #[derive(Clone)]
 pub struct RemoteArtifactStore {
     flavor: &'static str,
@@ -282,7 +284,7 @@ impl RemoteArtifactStore {
 
 /// One key segment per path part, escaped by `object_store` (`#` → `%23`, …), as in the
 /// local flavor, so every name a manifest allows is one object key and back.
-fn to_path(key: &ObjectKey) -> ObjectPath {
+pub(crate) fn to_path(key: &ObjectKey) -> ObjectPath {
     key.segments()
         .iter()
         .map(|s| PathPart::from(s.as_str()))
