@@ -31,8 +31,63 @@ pub(crate) fn foreground() -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"})
 }
 
+/// A failed create, and whether the API server refused it for the object itself.
+#[derive(Debug)]
+pub(crate) struct CreateError {
+    /// The error, as the caller reports it.
+    pub(crate) error: Error,
+    /// The Status reason when the API server refused the object (invalid, or denied by
+    /// a quota): a step whose create is refused ends as `CreateFailed` with this
+    /// `api_reason` instead of failing the call.
+    pub(crate) rejected: Option<String>,
+}
+
+impl From<Error> for CreateError {
+    fn from(error: Error) -> Self {
+        CreateError {
+            error,
+            rejected: None,
+        }
+    }
+}
+
+impl CreateError {
+    /// Classifies a failed create from the typed API error.
+    pub(crate) fn from_api(err: ApiError) -> Self {
+        let rejected = rejection_reason(&err).map(str::to_owned);
+        CreateError {
+            error: err.into_core(),
+            rejected,
+        }
+    }
+
+    /// The same failure with `f` applied to the error (to add context).
+    pub(crate) fn map(self, f: impl FnOnce(Error) -> Error) -> Self {
+        CreateError {
+            error: f(self.error),
+            rejected: self.rejected,
+        }
+    }
+}
+
+/// The Status reason of a create the API server refused for the object itself, read
+/// from the answer's code and reason: an invalid object (`Invalid`, `BadRequest`,
+/// `UnprocessableEntity`), or a 403 from the quota admission. That last one has the
+/// code, reason and details of an RBAC denial (which stays an error: the identity needs
+/// a permission); Kubernetes tells them apart only in the Status message, which the
+/// quota admission starts with `exceeded quota`.
+pub(crate) fn rejection_reason(err: &ApiError) -> Option<&str> {
+    let (code, reason) = (err.code()?, err.reason()?);
+    let invalid = matches!(reason, "Invalid" | "BadRequest" | "UnprocessableEntity");
+    let over_quota = code == 403
+        && err
+            .status_message()
+            .is_some_and(|m| m.contains("exceeded quota"));
+    (invalid || over_quota).then_some(reason)
+}
+
 /// Maps a create error, explaining a missing namespace.
-pub(crate) fn create_error(err: ApiError, namespace: &str) -> Error {
+pub(crate) fn create_error(err: ApiError, namespace: &str) -> CreateError {
     if err.code() == Some(404) {
         return Error::new(
             ErrorKind::NotFound,
@@ -41,13 +96,18 @@ pub(crate) fn create_error(err: ApiError, namespace: &str) -> Error {
             ),
         )
         .with_context("api_reason", "NotFound")
-        .with_source(err);
+        .with_source(err)
+        .into();
     }
-    err.into_core()
+    CreateError::from_api(err)
 }
 
 /// Creates `job`; a 409 adopts the existing Job when it belongs to the same step run.
-pub(crate) async fn create_job(api: &Api, job: &Job, calls: CallPolicy) -> Result<Job> {
+pub(crate) async fn create_job(
+    api: &Api,
+    job: &Job,
+    calls: CallPolicy,
+) -> Result<Job, CreateError> {
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let call = Call::post(
@@ -74,7 +134,8 @@ pub(crate) async fn create_job(api: &Api, job: &Job, calls: CallPolicy) -> Resul
                         "a Job named `{name}` already exists in namespace `{namespace}` and belongs to another step run; delete it or set `job_name_prefix`"
                     ),
                 )
-                .with_context("api_reason", "AlreadyExists"))
+                .with_context("api_reason", "AlreadyExists")
+                .into())
             }
         }
         Err(err) => Err(create_error(err, &namespace)),
@@ -92,7 +153,7 @@ pub(crate) async fn attach(
     job: &Job,
     secret: Option<&str>,
     calls: CallPolicy,
-) -> Result<()> {
+) -> Result<(), CreateError> {
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let uid = job.metadata.uid.clone().unwrap_or_default();
@@ -118,7 +179,7 @@ pub(crate) async fn attach(
             Err(err) => {
                 tracing::warn!(namespace = %namespace, job = %name, error = %stepstack_core::error_chain(&err), "could not create the headless Service; deleting the Job");
                 delete_job(api, &namespace, &name, calls).await.ok();
-                return Err(err.into_core());
+                return Err(CreateError::from_api(err));
             }
         }
     }
@@ -179,5 +240,60 @@ pub(crate) async fn delete_job(
         Ok(_) => Ok(()),
         Err(err) if err.code() == Some(404) => Ok(()),
         Err(err) => Err(err.into_core()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn status(op: &str, code: u16, reason: &str, message: &str) -> ApiError {
+        ApiError::Status {
+            op: op.to_owned(),
+            code,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            retry_after: None,
+        }
+    }
+
+    proptest! {
+        /// Over generated answers: a create is refused exactly when the Status reason
+        /// says the object is invalid or the quota admission denied it; what the call
+        /// was about (its object names, in the text users see) never decides it.
+        #[test]
+        fn refusals_follow_the_status_not_the_text(
+            code in prop::sample::select(vec![400u16, 401, 403, 404, 409, 422, 429, 500, 503]),
+            reason in prop::sample::select(vec![
+                "Invalid", "BadRequest", "UnprocessableEntity", "Forbidden", "NotFound",
+                "AlreadyExists", "Unauthorized", "InternalError",
+            ]),
+            quota in any::<bool>(),
+            op in "(create Job ml/)?[a-z -]{0,20}(exceeded quota|Invalid|BadRequest)?",
+        ) {
+            let message = if quota {
+                "jobs.batch \"x\" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1"
+            } else {
+                "jobs.batch is forbidden: User \"ci\" cannot create resource \"jobs\""
+            };
+            let err = status(&op, code, reason, message);
+            let expected = matches!(reason, "Invalid" | "BadRequest" | "UnprocessableEntity")
+                || (code == 403 && quota);
+            prop_assert_eq!(rejection_reason(&err), expected.then_some(reason));
+            // The same answer about another object is classified the same way.
+            let other = status("create Job ml/other", code, reason, message);
+            prop_assert_eq!(rejection_reason(&other), rejection_reason(&err));
+        }
+    }
+
+    #[test]
+    fn unanswered_calls_are_never_refusals() {
+        let timeout = ApiError::Timeout {
+            op: "create Job ml/exceeded quota Invalid".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(rejection_reason(&timeout), None);
     }
 }

@@ -11,6 +11,7 @@ use stepstack_settings::{KubernetesStepOperatorConfig, KubernetesStepOperatorSet
 
 use crate::client::{ClientSource, Clients};
 use crate::handle::KubernetesHandle;
+use crate::jobs::CreateError;
 use crate::state::Inner;
 
 /// Runs each step as a Kubernetes Job and follows it through one shared watch per
@@ -169,19 +170,16 @@ impl StepOperator for KubernetesStepOperator {
     /// Submits and waits; a step the API server refuses to create (invalid spec,
     /// exceeded quota, admission denial) ends as `CreateFailed` instead of an error.
     async fn launch(&self, launch: StepLaunch) -> Result<StepOutcome> {
-        match self.submit(launch).await {
+        match crate::submit::submit_or_refusal(&self.inner, launch).await {
             Ok(handle) => self.wait(&handle).await,
-            Err(err) if crate::submit::is_create_rejection(&err) => {
-                let api_reason = err
-                    .context_value("api_reason")
-                    .unwrap_or("Unknown")
-                    .to_owned();
-                Ok(StepOutcome::Failed(StepFailure::new(
-                    FailureReason::CreateFailed { api_reason },
-                    err.to_string(),
-                )))
-            }
-            Err(err) => Err(err),
+            Err(CreateError {
+                error,
+                rejected: Some(api_reason),
+            }) => Ok(StepOutcome::Failed(StepFailure::new(
+                FailureReason::CreateFailed { api_reason },
+                error.to_string(),
+            ))),
+            Err(err) => Err(err.error),
         }
     }
 }
@@ -189,8 +187,8 @@ impl StepOperator for KubernetesStepOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stepstack_core::ErrorKind;
     use serde_json::json;
+    use stepstack_core::ErrorKind;
 
     #[test]
     fn launch_settings_override_component_settings_and_are_validated() {

@@ -13,9 +13,9 @@ use stepstack_settings::{
     job_labels, sanitize_label_value,
 };
 
-use crate::api::{Api, ApiError, Call, CallPolicy, encode};
+use crate::api::{Api, Call, CallPolicy, encode};
 use crate::handle::{KubernetesHandle, WaitPolicy};
-use crate::jobs::{attach, create_error, create_job, secret_path};
+use crate::jobs::{CreateError, attach, create_error, create_job, secret_path};
 use crate::state::Inner;
 
 /// The handle [`submit`] returns for `launch`, computed without creating anything: the
@@ -61,6 +61,15 @@ fn handle(
 
 /// Submits attempt 0 of `launch`.
 pub(crate) async fn submit(inner: &Inner, launch: StepLaunch) -> Result<StepHandle> {
+    submit_or_refusal(inner, launch).await.map_err(|e| e.error)
+}
+
+/// Submits attempt 0 of `launch`, telling a create the API server refused (see
+/// [`crate::jobs::rejection_reason`]) from other failures.
+pub(crate) async fn submit_or_refusal(
+    inner: &Inner,
+    launch: StepLaunch,
+) -> Result<StepHandle, CreateError> {
     let settings = inner.effective_settings(&launch)?;
     let namespace = inner.config.kubernetes_namespace.clone();
     let calls = CallPolicy::new(settings.api_request_timeout, settings.max_api_retries);
@@ -69,16 +78,18 @@ pub(crate) async fn submit(inner: &Inner, launch: StepLaunch) -> Result<StepHand
     // Start the namespace's shared watch now, so it sees the step from the beginning.
     inner.hub.namespace(api, &namespace);
     let job_name = job.metadata.name.clone().unwrap_or_default();
-    let context = |e: Error| {
-        e.with_context("namespace", namespace.clone())
-            .with_context("job", job_name.clone())
-            .with_context("step", launch.step_name.clone())
+    let context = |e: CreateError| {
+        e.map(|e| {
+            e.with_context("namespace", namespace.clone())
+                .with_context("job", job_name.clone())
+                .with_context("step", launch.step_name.clone())
+        })
     };
 
     if let Some(sa) = settings.service_account_name.as_deref() {
         check_service_account(inner, api, &namespace, sa, calls)
             .await
-            .map_err(context)?;
+            .map_err(|e| context(e.into()))?;
     }
     if let Some(secret) = &secret {
         crate::sweep::sweep_namespace_once(inner, api, &namespace, calls);
@@ -109,7 +120,9 @@ pub(crate) async fn submit(inner: &Inner, launch: StepLaunch) -> Result<StepHand
     .map_err(context)?;
     tracing::info!(namespace = %namespace, job = %job_name, step = %launch.step_name, "submitted step");
 
-    handle(inner, &launch, &settings, cluster, &namespace, &job_name)
+    Ok(handle(
+        inner, &launch, &settings, cluster, &namespace, &job_name,
+    )?)
 }
 
 /// The Job (and the Secret of the secret environment) of attempt 0 of `launch`.
@@ -187,16 +200,7 @@ fn manifest_error(e: ManifestError, launch: &StepLaunch) -> Error {
     .with_context("step", launch.step_name.clone())
 }
 
-/// Whether a submit error means the API server refused the step's objects (so `launch`
-/// reports `CreateFailed`): invalid objects and admission or quota refusals.
-pub(crate) fn is_create_rejection(err: &Error) -> bool {
-    matches!(
-        err.context_value("api_reason"),
-        Some("Invalid" | "BadRequest" | "UnprocessableEntity")
-    ) || (err.kind() == ErrorKind::PermissionDenied && err.message().contains("exceeded quota"))
-}
-
-async fn create_secret(api: &Api, secret: &Secret, calls: CallPolicy) -> Result<()> {
+async fn create_secret(api: &Api, secret: &Secret, calls: CallPolicy) -> Result<(), CreateError> {
     let namespace = secret.metadata.namespace.clone().unwrap_or_default();
     let name = secret.metadata.name.clone().unwrap_or_default();
     let call = Call::post(
@@ -217,7 +221,7 @@ async fn create_secret(api: &Api, secret: &Secret, calls: CallPolicy) -> Result<
             api.bytes(&call, calls)
                 .await
                 .map(|_| ())
-                .map_err(ApiError::into_core)
+                .map_err(|e| e.into_core().into())
         }
         Err(err) => Err(create_error(err, &namespace)),
     }

@@ -542,10 +542,10 @@ async fn next_attempt(
     let since = w.watch.read_mark();
     let created = create_job(w.api, &job, w.calls)
         .await
-        .map_err(|e| w.context(e))?;
+        .map_err(|e| w.context(e.error))?;
     attach(w.api, &created, secret.as_deref(), w.calls)
         .await
-        .map_err(|e| w.context(e))?;
+        .map_err(|e| w.context(e.error))?;
     w.watch.insert_job(created, since);
     Ok(())
 }
