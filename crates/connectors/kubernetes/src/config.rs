@@ -4,13 +4,12 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use kube::config::{
-    AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
-};
+use kube::config::{AuthInfo, Cluster, Kubeconfig};
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use stepstack_core::ConnectorConfig;
+use stepstack_core::connector::kubeconfig;
 
 use crate::error::{KubernetesError, KubernetesResult};
 use crate::kubeconfig::{SA_CA, SA_TOKEN, base64_of, kubeconfig_problem};
@@ -539,32 +538,7 @@ pub(crate) fn entries(parsed: &Parsed, name: &str, in_cluster_dir: &Path) -> Kub
             (cluster, user)
         }
     };
-    Kubeconfig {
-        clusters: vec![NamedCluster {
-            name: name.to_owned(),
-            cluster: Some(cluster),
-            ..Default::default()
-        }],
-        auth_infos: vec![NamedAuthInfo {
-            name: name.to_owned(),
-            auth_info: Some(user),
-            ..Default::default()
-        }],
-        contexts: vec![NamedContext {
-            name: name.to_owned(),
-            context: Some(Context {
-                cluster: name.to_owned(),
-                user: Some(name.to_owned()),
-                namespace: target.namespace.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        current_context: Some(name.to_owned()),
-        api_version: Some("v1".to_owned()),
-        kind: Some("Config".to_owned()),
-        ..Default::default()
-    }
+    kubeconfig::single_context(name, cluster, user, target.namespace.clone())
 }
 
 fn set_identity(user: &mut AuthInfo, identity: &Identity) {

@@ -143,6 +143,13 @@ pub trait ClusterConnector: ResourceVerifier + fmt::Debug {
     async fn login_cluster(&self, id: &str) -> Result<String>;
 }
 
+/// [`authorize_cluster`] for `connector`'s own scope, ids and gate, now.
+fn authorize<C: ClusterConnector>(connector: &C, request: ClusterRequest<'_>) -> Result<String> {
+    let gate = connector.implicit_gate();
+    let (scope, ids) = (connector.scope(), connector.resource_ids());
+    authorize_cluster(scope, ids, gate, request, Timestamp::now())
+}
+
 /// A connector's verifier behind its implicit-auth gate: a closed gate fails each check
 /// as an authorization failure, as if the connector had checked it itself.
 struct Gated<'a, C: ?Sized>(&'a C);
@@ -190,14 +197,7 @@ impl<C: ClusterConnector> ServiceConnector for C {
         resource_type: &str,
         resource_id: Option<&str>,
     ) -> Result<ClusterConnection> {
-        let request = ClusterRequest::connect(resource_type, resource_id);
-        let id = authorize_cluster(
-            self.scope(),
-            self.resource_ids(),
-            self.implicit_gate(),
-            request,
-            Timestamp::now(),
-        )?;
+        let id = authorize(self, ClusterRequest::connect(resource_type, resource_id))?;
         self.connect_cluster(&id).await
     }
 
@@ -207,13 +207,7 @@ impl<C: ClusterConnector> ServiceConnector for C {
         resource_id: Option<&str>,
     ) -> Result<String> {
         let request = ClusterRequest::configure_local_client(resource_type, resource_id);
-        let id = authorize_cluster(
-            self.scope(),
-            self.resource_ids(),
-            self.implicit_gate(),
-            request,
-            Timestamp::now(),
-        )?;
+        let id = authorize(self, request)?;
         self.login_cluster(&id).await
     }
 }

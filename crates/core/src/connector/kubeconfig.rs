@@ -31,22 +31,35 @@ pub fn token_login(
     certificate_authority_data: Option<String>,
     token: SecretString,
 ) -> Kubeconfig {
+    let cluster = Cluster {
+        server: Some(server.to_owned()),
+        certificate_authority_data,
+        ..Default::default()
+    };
+    let user = AuthInfo {
+        token: Some(token),
+        ..Default::default()
+    };
+    single_context(name, cluster, user, None)
+}
+
+/// A kubeconfig of one cluster, user and context, all named `name`, with `name` current
+/// and `namespace` (when given) as the context's namespace: what a login writes.
+pub fn single_context(
+    name: &str,
+    cluster: Cluster,
+    user: AuthInfo,
+    namespace: Option<String>,
+) -> Kubeconfig {
     Kubeconfig {
         clusters: vec![NamedCluster {
             name: name.to_owned(),
-            cluster: Some(Cluster {
-                server: Some(server.to_owned()),
-                certificate_authority_data,
-                ..Default::default()
-            }),
+            cluster: Some(cluster),
             ..Default::default()
         }],
         auth_infos: vec![NamedAuthInfo {
             name: name.to_owned(),
-            auth_info: Some(AuthInfo {
-                token: Some(token),
-                ..Default::default()
-            }),
+            auth_info: Some(user),
             ..Default::default()
         }],
         contexts: vec![NamedContext {
@@ -54,6 +67,7 @@ pub fn token_login(
             context: Some(Context {
                 cluster: name.to_owned(),
                 user: Some(name.to_owned()),
+                namespace,
                 ..Default::default()
             }),
             ..Default::default()
