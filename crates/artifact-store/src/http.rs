@@ -22,8 +22,9 @@ use object_store::client::{
 
 /// How long connecting may take before the attempt counts as failed (and is retried).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request may wait for the response head. Bodies stream without a deadline
-/// (a 1 GiB download is not a timeout), but a stalled one fails with the connection.
+/// How long sending a request (its body included, at most one part) and receiving the
+/// response head may take. Response bodies stream without a deadline (a 1 GiB download
+/// is not a timeout).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many body chunks a download buffers ahead of its reader.
 const BODY_CHANNEL: usize = 4;

@@ -140,3 +140,32 @@ fn config_for(gcs: &FakeGcs, bucket: &str, token: &str) -> serde_json::Value {
     config["credentials"]["bearer_token"] = token.into();
     config
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_nobody_listens_on_is_unavailable_after_the_retries() {
+    // A port that was free a moment ago: connecting is refused, which object_store
+    // retries as a connection error, then reports.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = GcsStoreConfig::from_json(&serde_json::json!({
+        "bucket": "gone",
+        "endpoint_url": format!("http://127.0.0.1:{port}"),
+        "allow_http": true,
+        "credentials": {"bearer_token": TOKEN},
+        "retry": {"max_retries": 1, "retry_timeout_secs": 10}
+    }))
+    .unwrap();
+    let key = ObjectKey::from_segments(["p", "manifest.json"]);
+    let err = open_gcs(&config)
+        .unwrap()
+        .head_object(&key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    let chain = stepstack_core::error_chain(&err);
+    assert!(chain.contains("after 1 retries"), "{chain}");
+    assert!(!chain.contains(TOKEN), "{chain}");
+}
