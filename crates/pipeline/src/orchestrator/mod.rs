@@ -11,7 +11,7 @@
 //!   the command exits 0 every declared output must hold something (else the step fails
 //!   with `MissingOutput`) and is written to the store at
 //!   `<pipeline>/<run id>/<step>/<output>`.
-//! - **Steps on a step operator** go through the [`StepOperator`] the caller registered
+//! - **Steps on a step operator** go through the [`stepstack_core::StepOperator`] the caller registered
 //!   under the component's name: submit, logs (forwarded to the caller's sink), wait.
 //!   Their inputs and outputs use the same workspace directories, which works where the
 //!   operator's pods share this machine's file system (the testkit emulator's process
