@@ -89,6 +89,10 @@ fn a_closed_stdout_ends_the_output_with_exit_0_and_no_message() {
         &["completion", "bash"],
     ] {
         let (code, stderr, _) = run_closing_after(&cli, args, 0);
-        assert_eq!((code, stderr.as_str()), (0, ""), "{args:?} with stdout closed");
+        assert_eq!(
+            (code, stderr.as_str()),
+            (0, ""),
+            "{args:?} with stdout closed"
+        );
     }
 }
