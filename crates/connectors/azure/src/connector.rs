@@ -7,10 +7,10 @@ use stepstack_cloud_http::{HttpClient, HttpResponse, IssuedTokenSource};
 use stepstack_core::connector::{
     AuthMethodSpec, ClusterConnector, ClusterConnectorFlavor, ConnectorError as _, ConnectorScope,
     ConnectorTypeSpec, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds, ResourceTypeSpec,
-    ResourceVerifier, find_auth_method,
+    ResourceVerifier, find_auth_method, not_found_as_denied,
 };
 use stepstack_core::registry::AutoConfigureRequest;
-use stepstack_core::{ClusterConnection, ConnectorConfig, Error, ErrorKind, Result};
+use stepstack_core::{ClusterConnection, ConnectorConfig, Error, Result};
 use tokio::sync::OnceCell;
 
 use crate::aks::{self, AksIds, ClusterList, ClusterRef, CredentialResults, ManagedCluster};
@@ -575,22 +575,7 @@ impl ResourceVerifier for AzureConnector {
                 .map(|clusters| aks::listing_ids(&clusters)),
             (Some(_), Some(id)) => self.find_cluster(id).await.map(|_| vec![id.to_owned()]),
         };
-        result.map_err(|e| {
-            let error = self.core_error(e);
-            if error.kind() == ErrorKind::NotFound {
-                // As ZenML: a cluster that is not listed is "not found or not accessible".
-                let denied = Error::new(ErrorKind::PermissionDenied, error.message().to_owned())
-                    .with_context("connector", self.name().to_owned());
-                match self.subscription_id() {
-                    Some(subscription) => {
-                        denied.with_context("subscription", subscription.to_owned())
-                    }
-                    None => denied,
-                }
-            } else {
-                error
-            }
-        })
+        result.map_err(|e| not_found_as_denied(self.core_error(e)))
     }
 }
 

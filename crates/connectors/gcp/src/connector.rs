@@ -7,11 +7,9 @@ use stepstack_cloud_http::{HttpClient, HttpResponse, IssuedTokenSource};
 use stepstack_core::connector::{
     AuthMethodSpec, ClusterConnector, ClusterConnectorFlavor, ConnectorError as _, ConnectorScope,
     ConnectorTypeSpec, ExpirationBounds, ImplicitAuthGate, KUBERNETES_CLUSTER, ResourceIds,
-    ResourceTypeSpec, ResourceVerifier, find_auth_method,
+    ResourceTypeSpec, ResourceVerifier, find_auth_method, not_found_as_denied,
 };
-use stepstack_core::{
-    AutoConfigureRequest, ClusterConnection, ConnectorConfig, Error, ErrorKind, Result,
-};
+use stepstack_core::{AutoConfigureRequest, ClusterConnection, ConnectorConfig, Error, Result};
 
 use crate::auth::{self, AccessToken, CLOUD_PLATFORM_SCOPE, GoogleAuth};
 use crate::config::{
@@ -417,17 +415,7 @@ impl ResourceVerifier for GcpConnector {
                 .map(|clusters| gke::listing_ids(&clusters)),
             (Some(_), Some(id)) => self.find_cluster(id).await.map(|_| vec![id.to_owned()]),
         };
-        result.map_err(|e| {
-            let error = self.core_error(e);
-            if error.kind() == ErrorKind::NotFound {
-                // As ZenML: a cluster that is not listed is "not found or not accessible".
-                Error::new(ErrorKind::PermissionDenied, error.message().to_owned())
-                    .with_context("connector", self.name().to_owned())
-                    .with_context("project", self.project_id().to_owned())
-            } else {
-                error
-            }
-        })
+        result.map_err(|e| not_found_as_denied(self.core_error(e)))
     }
 }
 

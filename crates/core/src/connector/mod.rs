@@ -35,7 +35,7 @@ pub use validation::{
     check_auto_configure_request, find_auth_method, find_resource_specifications,
     find_resource_type, validate_expiration,
 };
-pub use verify::{ResourceVerifier, verify_resources};
+pub use verify::{ResourceVerifier, not_found_as_denied, verify_resources};
 
 use crate::{ClusterConnection, Result};
 

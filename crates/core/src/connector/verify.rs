@@ -106,6 +106,20 @@ pub async fn verify_resources(
     Ok(report)
 }
 
+/// A resource a check did not find counts as one the credentials cannot reach (ZenML:
+/// "not found or not accessible"): a `NotFound` error becomes `PermissionDenied` with the
+/// same message and context fields; other errors stay as they are.
+pub fn not_found_as_denied(error: Error) -> Error {
+    if error.kind() != ErrorKind::NotFound {
+        return error;
+    }
+    let denied = Error::new(ErrorKind::PermissionDenied, error.message().to_owned());
+    error
+        .context()
+        .iter()
+        .fold(denied, |e, (key, value)| e.with_context(key, value.clone()))
+}
+
 /// The message of a failed check, or the error itself when the configuration is invalid.
 fn describe_failure(connector: &str, e: Error) -> Result<String> {
     match e.kind() {
@@ -392,5 +406,20 @@ mod tests {
                 Some(format!("connector `c`: {kind} for Some(\"bucket\")").as_str())
             );
         }
+    }
+
+    #[test]
+    fn not_found_becomes_denied_with_its_message_and_context() {
+        let missing = Error::new(ErrorKind::NotFound, "no cluster `c`")
+            .with_context("connector", "gke")
+            .with_context("project", "p");
+        let denied = not_found_as_denied(missing);
+        assert_eq!(denied.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(
+            denied.to_string(),
+            "no cluster `c` (connector: gke, project: p)"
+        );
+        let down = not_found_as_denied(Error::new(ErrorKind::Unavailable, "down"));
+        assert_eq!(down.kind(), ErrorKind::Unavailable);
     }
 }
