@@ -335,6 +335,35 @@ async fn operator_errors() -> Vec<(String, CliError)> {
     );
     let err = context.submit(launch()).await.unwrap_err();
     cases.push(("kubeconfig context".into(), CliError::from(err)));
+    cases.extend(connector_errors().await);
+    cases
+}
+
+/// What the Kubernetes connector says when implicit authentication is off (in-cluster)
+/// and for a kubeconfig configuration with an unknown field.
+async fn connector_errors() -> Vec<(String, CliError)> {
+    let registry = crate::builtin_registry().unwrap();
+    let flavor = registry.connector("kubernetes").unwrap();
+    let mut cases = Vec::new();
+    let configs = [
+        stepstack_core::connector::ConnectorConfig::new("pod", "kubernetes", "in-cluster"),
+        stepstack_core::connector::ConnectorConfig::new("file", "kubernetes", "kubeconfig")
+            .with_value("kubeconfig_path", "/somewhere/kubeconfig"),
+    ];
+    for config in configs {
+        let case = format!("connector {}", config.auth_method);
+        let err = match flavor.build(config) {
+            Err(e) => e,
+            Ok(connector) => match connector
+                .connect(stepstack_core::connector::KUBERNETES_CLUSTER, None)
+                .await
+            {
+                Err(e) => e,
+                Ok(_) => continue,
+            },
+        };
+        cases.push((case, CliError::from(err)));
+    }
     cases
 }
 

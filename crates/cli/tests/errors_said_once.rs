@@ -81,6 +81,24 @@ fn a_refused_connection_is_said_once() {
 }
 
 #[test]
+fn the_connectors_in_cluster_error_is_said_once() {
+    let cli = Cli::new().env("STEPSTACK_ENABLE_IMPLICIT_AUTH_METHODS", "true");
+    cli.ok([
+        "service-connector",
+        "register",
+        "pod",
+        "--type",
+        "kubernetes",
+        "--auth-method",
+        "in-cluster",
+        "--no-verify",
+    ]);
+    let out = cli.run(["service-connector", "verify", "pod"]);
+    assert_said_once(&out, out.code, "in-cluster service-account");
+    assert_ne!(out.code, 0, "{out:?}");
+}
+
+#[test]
 fn the_in_cluster_and_kubeconfig_errors_are_said_once() {
     let cli = Cli::new().env("KUBECONFIG", "/nonexistent/kubeconfig");
     for (name, option, needle) in [
