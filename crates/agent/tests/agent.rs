@@ -359,7 +359,7 @@ fn a_bad_spec_has_its_own_code() {
         fx.termination()["message"]
             .as_str()
             .unwrap()
-            .contains("available flavors: local")
+            .contains("available flavors: azure, gcs, local, s3")
     );
 }
 
