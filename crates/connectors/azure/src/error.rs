@@ -144,7 +144,7 @@ pub(crate) enum AzureError {
     )]
     AzureCli { program: String, reason: String },
 
-    #[error("could not read {what} {}: {source}", path.display())]
+    #[error("could not read {what} {}", path.display())]
     ReadFile {
         what: &'static str,
         path: PathBuf,
@@ -206,6 +206,10 @@ impl ConnectorError for AzureError {
                 error = error.with_context("cluster", cluster.clone());
             }
             _ => {}
+        }
+        // The cause is the source, not part of the message, so it is printed once.
+        if let AzureError::ReadFile { source, .. } = self {
+            error = error.with_source(source);
         }
         error
     }

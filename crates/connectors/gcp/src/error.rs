@@ -103,7 +103,7 @@ pub(crate) enum GcpError {
     #[error("the CA certificate of GKE cluster `{cluster}` cannot be read: {reason}")]
     BadCa { cluster: String, reason: String },
 
-    #[error("could not read {what} {}: {source}", path.display())]
+    #[error("could not read {what} {}", path.display())]
     ReadFile {
         what: &'static str,
         path: PathBuf,

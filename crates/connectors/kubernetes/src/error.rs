@@ -54,7 +54,7 @@ pub(crate) enum KubernetesError {
         name: String,
     },
 
-    #[error("could not read {what} from {}: {source}", path.display())]
+    #[error("could not read {what} from {}", path.display())]
     ReadFile {
         what: &'static str,
         path: PathBuf,
@@ -102,7 +102,7 @@ pub(crate) enum KubernetesError {
     #[error("no kubeconfig path to write to; set KUBECONFIG or HOME")]
     NoLoginPath,
 
-    #[error("the in-cluster service-account {what} at {} could not be read: {source}; is this process running in a pod with a service account?", path.display())]
+    #[error("the in-cluster service-account {what} at {} could not be read; is this process running in a pod with a service account?", path.display())]
     InCluster {
         what: &'static str,
         path: PathBuf,
