@@ -92,7 +92,11 @@ fn deny(sh: &Shell, cargo: &str) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    cmd!(sh, "{cargo} deny --locked check bans licenses sources").run()?;
+    cmd!(
+        sh,
+        "{cargo} deny --locked check --hide-inclusion-graph bans licenses sources"
+    )
+    .run()?;
     Ok(())
 }
 
