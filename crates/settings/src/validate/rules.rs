@@ -100,8 +100,7 @@ pub(crate) fn check_settings(
 
 /// The most pods of one step: `completions` and `parallelism` of its Indexed Job both
 /// equal `pod_count`, and the API server refuses completions of at least
-/// [`INDEXED_COMPLETIONS_SOFT_LIMIT`] with a parallelism above
-/// [`INDEXED_HIGH_COMPLETIONS_PARALLELISM`] (`pkg/apis/batch/validation`).
+/// 100,000 with a parallelism above 10,000 (`pkg/apis/batch/validation`).
 pub const MAX_INDEXED_POD_COUNT: u32 = INDEXED_COMPLETIONS_SOFT_LIMIT - 1;
 const INDEXED_COMPLETIONS_SOFT_LIMIT: u32 = 100_000;
 const INDEXED_HIGH_COMPLETIONS_PARALLELISM: u32 = 10_000;
