@@ -24,11 +24,12 @@
 //! panic with a message saying which contract was broken, like `assert!`.
 
 use std::fmt;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+
+use checks::{Check, ensure, run_check};
+pub use checks::{CheckOutcome, CheckResult};
 
 use crate::connector::KUBERNETES_CLUSTER;
 use crate::{
@@ -37,6 +38,7 @@ use crate::{
 };
 
 mod artifact_store;
+mod checks;
 pub use artifact_store::{ArtifactStoreReport, check_artifact_store};
 
 /// How to run conformance steps on a step operator.
@@ -89,30 +91,6 @@ impl StepOperatorTarget {
     }
 }
 
-/// How one named check went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CheckOutcome {
-    /// The contract held.
-    Passed,
-    /// The contract was broken; the message says how.
-    Failed(String),
-    /// Not run, and why (a capability the operator does not declare).
-    Skipped(String),
-}
-
-/// One named check of the suite.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CheckResult {
-    /// The check's name, e.g. `cancel_stops_a_running_step`.
-    pub name: &'static str,
-    /// The capability that gates it; `None` for the base contract.
-    pub capability: Option<&'static str>,
-    /// How it went.
-    pub outcome: CheckOutcome,
-}
-
 /// Every check of a conformance run, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a report is only useful when looked at: call `assert_passed`"]
@@ -128,17 +106,12 @@ pub struct ConformanceReport {
 impl ConformanceReport {
     /// The checks that failed.
     pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
-        self.checks
-            .iter()
-            .filter(|c| matches!(c.outcome, CheckOutcome::Failed(_)))
+        checks::failures(&self.checks)
     }
 
     /// The outcome of the check called `name`, if the suite has one.
     pub fn outcome(&self, name: &str) -> Option<&CheckOutcome> {
-        self.checks
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| &c.outcome)
+        checks::outcome(&self.checks, name)
     }
 
     /// Panics with the whole report when any check failed.
@@ -155,27 +128,8 @@ impl ConformanceReport {
 /// One line per check: `PASS name`, `FAIL name: why`, `SKIP name: why`.
 impl fmt::Display for ConformanceReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for check in &self.checks {
-            match &check.outcome {
-                CheckOutcome::Passed => writeln!(f, "PASS {}", check.name)?,
-                CheckOutcome::Failed(why) => writeln!(f, "FAIL {}: {why}", check.name)?,
-                CheckOutcome::Skipped(why) => writeln!(f, "SKIP {}: {why}", check.name)?,
-            }
-        }
-        Ok(())
+        checks::write_checks(f, &self.checks)
     }
-}
-
-/// What a check returns: `Err` says which contract was broken.
-type Check = Result<(), String>;
-
-/// Returns `Err(message)` from a check when `cond` is false.
-macro_rules! ensure {
-    ($cond:expr, $($message:tt)+) => {
-        if !$cond {
-            return Err(format!($($message)+));
-        }
-    };
 }
 
 /// Runs the base checks and one check per declared capability; never stops early.
@@ -189,15 +143,15 @@ pub async fn check_step_operator(
         capabilities,
         checks: Vec::new(),
     };
-    run(
-        &mut report,
+    run_check(
+        &mut report.checks,
         "succeeding_step_succeeds",
         None,
         succeeding_step_succeeds(operator, target),
     )
     .await;
-    run(
-        &mut report,
+    run_check(
+        &mut report.checks,
         "failing_step_reports_its_exit_code",
         None,
         failing_step_reports_its_exit_code(operator, target),
@@ -242,36 +196,9 @@ pub async fn check_step_operator(
             }
             _ => multi_pod_step_succeeds(operator, target).boxed(),
         };
-        run(&mut report, name, Some(capability), check).await;
+        run_check(&mut report.checks, name, Some(capability), check).await;
     }
     report
-}
-
-/// Runs one check, turning a panic inside the operator into that check's failure.
-async fn run(
-    report: &mut ConformanceReport,
-    name: &'static str,
-    capability: Option<&'static str>,
-    check: impl Future<Output = Check>,
-) {
-    let outcome = match AssertUnwindSafe(check).catch_unwind().await {
-        Ok(Ok(())) => CheckOutcome::Passed,
-        Ok(Err(why)) => CheckOutcome::Failed(why),
-        Err(panic) => CheckOutcome::Failed(format!("panicked: {}", panic_text(&*panic))),
-    };
-    report.checks.push(CheckResult {
-        name,
-        capability,
-        outcome,
-    });
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// A step that exits 0 succeeds, and its status says so afterwards.

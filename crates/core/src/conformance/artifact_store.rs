@@ -14,14 +14,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
 use bytes::Bytes;
-use futures::{FutureExt, TryStreamExt};
+use futures::TryStreamExt;
 
-use super::{CheckOutcome, CheckResult};
+use super::checks::{self, Check, CheckOutcome, CheckResult, ensure, run_check};
 use crate::artifact_store::{
     ArtifactAddress, ArtifactError, ArtifactPrefix, ArtifactStore, MANIFEST_FORMAT, Manifest,
     ManifestFile, PutMode, ReadOptions,
@@ -40,17 +38,12 @@ pub struct ArtifactStoreReport {
 impl ArtifactStoreReport {
     /// The checks that failed.
     pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
-        self.checks
-            .iter()
-            .filter(|c| matches!(c.outcome, CheckOutcome::Failed(_)))
+        checks::failures(&self.checks)
     }
 
     /// The outcome of the check called `name`, if the suite has one.
     pub fn outcome(&self, name: &str) -> Option<&CheckOutcome> {
-        self.checks
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| &c.outcome)
+        checks::outcome(&self.checks, name)
     }
 
     /// Panics with the whole report when any check failed.
@@ -67,25 +60,8 @@ impl ArtifactStoreReport {
 /// One line per check: `PASS name` or `FAIL name: why`.
 impl fmt::Display for ArtifactStoreReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for check in &self.checks {
-            match &check.outcome {
-                CheckOutcome::Passed => writeln!(f, "PASS {}", check.name)?,
-                CheckOutcome::Failed(why) => writeln!(f, "FAIL {}: {why}", check.name)?,
-                CheckOutcome::Skipped(why) => writeln!(f, "SKIP {}: {why}", check.name)?,
-            }
-        }
-        Ok(())
+        checks::write_checks(f, &self.checks)
     }
-}
-
-type Check = Result<(), String>;
-
-macro_rules! ensure {
-    ($cond:expr, $($message:tt)+) => {
-        if !$cond {
-            return Err(format!($($message)+));
-        }
-    };
 }
 
 /// `?` for fallible steps inside a check: the error becomes the check's failure.
@@ -105,56 +81,42 @@ pub async fn check_artifact_store(store: &dyn ArtifactStore) -> ArtifactStoreRep
         flavor: store.flavor().to_owned(),
         checks: Vec::new(),
     };
-    run(&mut report, "round_trip_keeps_the_tree", round_trip(store)).await;
-    run(
-        &mut report,
+    run_check(
+        &mut report.checks,
+        "round_trip_keeps_the_tree",
+        None,
+        round_trip(store),
+    )
+    .await;
+    run_check(
+        &mut report.checks,
         "an_uncommitted_write_is_never_read",
+        None,
         uncommitted_write(store),
     )
     .await;
-    run(
-        &mut report,
+    run_check(
+        &mut report.checks,
         "a_second_commit_is_a_conflict",
+        None,
         second_commit(store),
     )
     .await;
-    run(
-        &mut report,
+    run_check(
+        &mut report.checks,
         "tampered_content_is_detected",
+        None,
         tampered_content(store),
     )
     .await;
-    run(
-        &mut report,
+    run_check(
+        &mut report.checks,
         "hostile_manifests_are_refused",
+        None,
         hostile_manifests(store),
     )
     .await;
     report
-}
-
-async fn run(
-    report: &mut ArtifactStoreReport,
-    name: &'static str,
-    check: impl Future<Output = Check>,
-) {
-    let outcome = match AssertUnwindSafe(check).catch_unwind().await {
-        Ok(Ok(())) => CheckOutcome::Passed,
-        Ok(Err(why)) => CheckOutcome::Failed(why),
-        Err(panic) => CheckOutcome::Failed(format!(
-            "panicked: {}",
-            panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(no message)")
-        )),
-    };
-    report.checks.push(CheckResult {
-        name,
-        capability: None,
-        outcome,
-    });
 }
 
 fn pipeline() -> String {
