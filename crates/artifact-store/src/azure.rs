@@ -8,7 +8,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use stepstack_core::registry::{ArtifactStoreContext, ArtifactStoreFlavor};
-use stepstack_core::{ArtifactStore, Error, Result};
+use stepstack_core::{ArtifactStore, Result};
 
 use crate::error::RemoteStoreError;
 use crate::http::HyperConnector;
@@ -271,12 +271,6 @@ impl ArtifactStoreFlavor for AzureFlavor {
         context: ArtifactStoreContext,
     ) -> Result<Arc<dyn ArtifactStore>> {
         let config = AzureStoreConfig::from_json(config)?;
-        let store = open_azure(&config).map_err(|e| {
-            Error::from(e).with_context("component", context.component_name.clone())
-        })?;
-        Ok(Arc::new(match context.transfer {
-            Some(transfer) => store.with_transfer_options(transfer),
-            None => store,
-        }))
+        crate::remote::build_component(open_azure(&config), &context)
     }
 }

@@ -9,7 +9,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use stepstack_core::registry::{ArtifactStoreContext, ArtifactStoreFlavor};
-use stepstack_core::{ArtifactStore, Error, Result};
+use stepstack_core::{ArtifactStore, Result};
 
 use crate::error::RemoteStoreError;
 use crate::http::HyperConnector;
@@ -198,12 +198,6 @@ impl ArtifactStoreFlavor for GcsFlavor {
         context: ArtifactStoreContext,
     ) -> Result<Arc<dyn ArtifactStore>> {
         let config = GcsStoreConfig::from_json(config)?;
-        let store = open_gcs(&config).map_err(|e| {
-            Error::from(e).with_context("component", context.component_name.clone())
-        })?;
-        Ok(Arc::new(match context.transfer {
-            Some(transfer) => store.with_transfer_options(transfer),
-            None => store,
-        }))
+        crate::remote::build_component(open_gcs(&config), &context)
     }
 }

@@ -282,6 +282,22 @@ impl RemoteArtifactStore {
     }
 }
 
+/// A remote store as the registry hands it out: opened (an opening error names the
+/// component) and given the component's transfer options. The one `build` of the
+/// `s3`, `gcs` and `azure` flavors.
+pub(crate) fn build_component(
+    opened: std::result::Result<RemoteArtifactStore, RemoteStoreError>,
+    context: &stepstack_core::registry::ArtifactStoreContext,
+) -> Result<Arc<dyn ArtifactStore>> {
+    let store = opened.map_err(|e| {
+        stepstack_core::Error::from(e).with_context("component", context.component_name.clone())
+    })?;
+    Ok(Arc::new(match context.transfer {
+        Some(transfer) => store.with_transfer_options(transfer),
+        None => store,
+    }))
+}
+
 /// One key segment per path part, escaped by `object_store` (`#` → `%23`, …), as in the
 /// local flavor, so every name a manifest allows is one object key and back.
 pub(crate) fn to_path(key: &ObjectKey) -> ObjectPath {

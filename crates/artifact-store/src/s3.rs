@@ -8,7 +8,7 @@ use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use stepstack_core::registry::{ArtifactStoreContext, ArtifactStoreFlavor};
-use stepstack_core::{ArtifactStore, Error, Result};
+use stepstack_core::{ArtifactStore, Result};
 
 use crate::error::RemoteStoreError;
 use crate::http::HyperConnector;
@@ -248,12 +248,6 @@ impl ArtifactStoreFlavor for S3Flavor {
         context: ArtifactStoreContext,
     ) -> Result<Arc<dyn ArtifactStore>> {
         let config = S3StoreConfig::from_json(config)?;
-        let store = open_s3(&config).map_err(|e| {
-            Error::from(e).with_context("component", context.component_name.clone())
-        })?;
-        Ok(Arc::new(match context.transfer {
-            Some(transfer) => store.with_transfer_options(transfer),
-            None => store,
-        }))
+        crate::remote::build_component(open_s3(&config), &context)
     }
 }
